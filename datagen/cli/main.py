@@ -1,0 +1,52 @@
+"""The `assay` command. Heavy libraries are imported inside commands, so `--help` is instant."""
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from datagen.cli import data, models, run
+from datagen.cli.common import CliState, err_console
+
+app = typer.Typer(
+    name="assay",
+    help="Synthetic data for LLM post-training: pipelines, versioned datasets, models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run")(run.run)
+app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
+
+
+@app.callback()
+def main_options(
+    registry: Annotated[
+        Optional[str],
+        typer.Option(help="Registry root (path or URI); default $ASSAY_REGISTRY or ~/.cache/assay/registry."),
+    ] = None,
+) -> None:
+    """Synthetic data for LLM post-training: pipelines, versioned datasets, models."""
+    CliState.registry_root = registry
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exception types that mean bad input: one line, exit code 2, no traceback."""
+    from datagen.errors import AssayError
+    from datasets_registry.errors import RegistryError
+    from trainer.model_store import ModelStoreError
+
+    return (AssayError, RegistryError, ModelStoreError)
+
+
+def main() -> None:
+    """Console entry point: run the app, reporting bad input as one clear error with exit 2."""
+    try:
+        app()
+    except Exception as err:  # noqa: BLE001 - sorted below into user errors and bugs
+        if isinstance(err, user_errors()):
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        raise

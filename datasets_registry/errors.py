@@ -1,0 +1,5 @@
+"""Registry errors. Each names what was asked for and lists what exists."""
+
+
+class RegistryError(LookupError):
+    """A bad dataset name, version or tag, or data that does not fit its kind."""

