@@ -31,6 +31,7 @@ demo: model
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: setup docker lint
 	$(PY) -m pytest $(PYTEST_ARGS)

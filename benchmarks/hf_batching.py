@@ -69,10 +69,14 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"batched (batch {args.batch_size}): {batched['tokens_per_s']:.1f} tok/s "
-          f"({batched['tokens']} tokens in {batched['seconds']:.1f} s)")
-    print(f"one at a time:        {single['tokens_per_s']:.1f} tok/s "
-          f"({single['tokens']} tokens in {single['seconds']:.1f} s)")
+    print(
+        f"batched (batch {args.batch_size}): {batched['tokens_per_s']:.1f} tok/s "
+        f"({batched['tokens']} tokens in {batched['seconds']:.1f} s)"
+    )
+    print(
+        f"one at a time:        {single['tokens_per_s']:.1f} tok/s "
+        f"({single['tokens']} tokens in {single['seconds']:.1f} s)"
+    )
     print(f"ratio batched / one-at-a-time: {ratio:.2f}x")
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datagen.errors import AssayError
-from datagen.outputs import dead_letter_rows, failed_rows, finished_rows, project_for_kind
+from datagen.outputs import dead_letter_rows, finished_rows, project_for_kind
 from datagen.sources import Source, load_source
 from datagen.spec import LoadedSpec
 from datagen.stages import Stage, build_stages, check_columns
@@ -165,7 +165,3 @@ def _usage(result: ray.data.Dataset, stages: list[Stage]) -> dict[str, dict[str,
                 totals[name] += pc.sum(pc.struct_field(flat, name)).as_py() or 0
         usage[stage.name] = totals
     return usage
-
-
-# Kept importable for tests that count rows without Ray.
-__all__ = ["JobReport", "OutputReport", "PreparedJob", "failed_rows", "prepare_job", "run_job"]

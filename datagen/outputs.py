@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datagen.stages.base import ERROR_COLUMN, ERROR_STAGE_COLUMN, ERROR_COLUMNS
+from datagen.stages.base import ERROR_COLUMN, ERROR_COLUMNS, ERROR_STAGE_COLUMN
 from datasets_registry import canonical_hash
 from datasets_registry.kinds import COMMON_COLUMNS, REQUIRED_COLUMNS
 

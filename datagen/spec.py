@@ -116,9 +116,7 @@ class PipelineSpec(StrictModel):
     source: SourceSpec
     stages: list[StageSpec] = Field(min_length=1)
     outputs: list[OutputSpec] = Field(min_length=1)
-    dead_letter: str | None = Field(
-        None, description="Dead-letter dataset name; default `NAME-dead-letter`."
-    )
+    dead_letter: str | None = Field(None, description="Dead-letter dataset name; default `NAME-dead-letter`.")
     ray: RaySpec = Field(default_factory=RaySpec)
 
     @field_validator("name")

@@ -35,6 +35,7 @@ def check_kind(kind: str, schema: pa.Schema, *, dataset: str) -> None:
             f"it has {', '.join(schema.names)}"
         )
 
+
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES_TYPE = pa.list_(MESSAGE_TYPE)
 """A chat conversation in TRL's conversational format: a list of {role, content}."""

@@ -91,4 +91,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"assay tests; shared data: {'present' if SHARED_DATA.is_dir() else 'ABSENT'}; cpus: {os.cpu_count()}"
+    return (
+        f"assay tests; shared data: {'present' if SHARED_DATA.is_dir() else 'ABSENT'}; cpus: {os.cpu_count()}"
+    )

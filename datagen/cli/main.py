@@ -1,7 +1,7 @@
 """The `assay` command. Heavy libraries are imported inside commands, so `--help` is instant."""
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -24,7 +24,7 @@ app.add_typer(models.app, name="models")
 @app.callback()
 def main_options(
     registry: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Registry root (path or URI); default $ASSAY_REGISTRY or ~/.cache/assay/registry."),
     ] = None,
 ) -> None:

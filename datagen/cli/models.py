@@ -19,11 +19,12 @@ def list_models() -> None:
     table = Table(title=f"models in {store.root}", title_justify="left")
     for column in ("name", "size", "source", "created"):
         table.add_column(column)
-    stored = {record["name"] for record in store.list()}
-    for record in store.list():
+    records = store.list()
+    stored = {record["name"] for record in records}
+    for record in records:
         size = f"{record['size_bytes'] / 2**20:.0f} MiB"
         table.add_row(record["name"], size, record.get("source", ""), record.get("created_at", ""))
-    for name, embedded in EMBEDDED_MODELS.items():
+    for name in EMBEDDED_MODELS:
         if name not in stored:
             table.add_row(name, "-", f"not pulled: assay models pull {name}", "")
     console.print(table)

@@ -1,7 +1,7 @@
 """`assay run`: run a pipeline spec as a job."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -12,11 +12,11 @@ from datagen.cli.common import console, open_model_store, open_registry
 def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")],
     set_: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--set", help="Override a spec field: KEY=VALUE, e.g. stages.1.sampling.n=2."),
     ] = None,
     address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster address; default: Ray in this process.")
+        str | None, typer.Option(help="Ray cluster address; default: Ray in this process.")
     ] = None,
 ) -> None:
     """Run a pipeline: generate, verify, select, and register the resulting datasets."""

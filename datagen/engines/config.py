@@ -44,9 +44,7 @@ class EngineConfig(StrictModel):
     """Which model to run and how. The same shape serves every backend."""
 
     backend: Literal["hf"] = Field("hf", description="LLM backend: `hf` (transformers).")
-    model: str = Field(
-        DEFAULT_MODEL, description="A stored model name, a local HF folder, or a .gguf file."
-    )
+    model: str = Field(DEFAULT_MODEL, description="A stored model name, a local HF folder, or a .gguf file.")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
     concurrency: int = Field(1, ge=1, description="Model replicas (Ray actors).")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica in Ray.")

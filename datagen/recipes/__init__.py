@@ -3,8 +3,9 @@
 A spec names one as `recipe: {name: ..., params: {...}}` instead of listing `stages`.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 

@@ -112,9 +112,7 @@ class RowStage(Stage):
         name, reads, writes, process = self.name, self.reads, self.writes, self.process_row
 
         def run(table: pa.Table) -> pa.Table:
-            return process_table(
-                table, name, reads, writes, lambda rows: run_rows_isolated(rows, process)
-            )
+            return process_table(table, name, reads, writes, lambda rows: run_rows_isolated(rows, process))
 
         return ds.map_batches(
             run, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS, udf_modifying_row_count=False

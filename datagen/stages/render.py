@@ -11,9 +11,7 @@ class RenderStage(RowStage):
     Reads the variables the templates use; writes a conversation column.
     """
 
-    def __init__(
-        self, name: str, user: PromptTemplate, system: PromptTemplate | None, output: str
-    ) -> None:
+    def __init__(self, name: str, user: PromptTemplate, system: PromptTemplate | None, output: str) -> None:
         super().__init__(name)
         self.user = user
         self.system = system

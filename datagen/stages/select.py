@@ -48,9 +48,7 @@ class BestOfNStage(RowStage):
     def process_row(self, row: Row) -> Row:
         completions, scores = row[self.completions], row[self.scores]
         if not completions or len(completions) != len(scores):
-            raise ValueError(
-                f"{len(completions or [])} completions but {len(scores or [])} scores"
-            )
+            raise ValueError(f"{len(completions or [])} completions but {len(scores or [])} scores")
         # max/min keep the first of equal scores, so the choice is deterministic.
         best = max(range(len(scores)), key=lambda i: scores[i])
         worst = min(range(len(scores)), key=lambda i: scores[i])

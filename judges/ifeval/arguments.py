@@ -107,9 +107,7 @@ def get_str_list(kwargs: Kwargs, name: str) -> list[str]:
     """
     value = _lookup(kwargs, name, _MISSING)
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-        raise InstructionArgumentError(
-            name, f"must be a list of strings, got {type(value).__name__}"
-        )
+        raise InstructionArgumentError(name, f"must be a list of strings, got {type(value).__name__}")
     items = list(value)
     if not all(isinstance(item, str) for item in items):
         raise InstructionArgumentError(name, "must be a list of strings")

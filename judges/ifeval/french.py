@@ -17,9 +17,7 @@ CONSTRAINED_OPTIONS: Final = ("oui.", "non.", "peut-être.")
 _QUOTE_PAIRS: Final = (('"', '"'), ("'", "'"), ("«", "»"), ("“", "”"))
 _TITLE_RE: Final = re.compile(r"##([^\n#]+)##")
 # Second-person singular forms: tu, te, t' (elided), toi, ton, ta, tes.
-_TUTOIEMENT_RE: Final = re.compile(
-    r"(?<!\w)(?:tu|te|toi|ton|ta|tes)(?!\w)|(?<!\w)t['’](?=\w)", re.IGNORECASE
-)
+_TUTOIEMENT_RE: Final = re.compile(r"(?<!\w)(?:tu|te|toi|ton|ta|tes)(?!\w)|(?<!\w)t['’](?=\w)", re.IGNORECASE)
 
 
 def strip_accents(text: str) -> str:

@@ -119,9 +119,17 @@ def test_cli_runs_pipeline_and_inspects_results(tmp_path: Path, tiny_model: Path
 BAD_INPUTS = {
     "malformed-yaml": ("spec", "name: [unclosed", "malformed YAML"),
     "unknown-stage": ("override", "stages.3.type=translate", "does not match any of the expected tags"),
-    "unknown-recipe": ("spec", "name: x\nrecipe: {name: nope}\nsource: {path: rows.jsonl}\n", "unknown recipe"),
+    "unknown-recipe": (
+        "spec",
+        "name: x\nrecipe: {name: nope}\nsource: {path: rows.jsonl}\n",
+        "unknown recipe",
+    ),
     "missing-variable": ("template", "{{ prompt }} {{ tone }}", "reads 'tone'"),
-    "missing-model": ("override", "stages.1.engine.model=/nowhere/model", "engine.model: model '/nowhere/model'"),
+    "missing-model": (
+        "override",
+        "stages.1.engine.model=/nowhere/model",
+        "engine.model: model '/nowhere/model'",
+    ),
     "unknown-dataset": ("override", "source={dataset: nope@3}", "no dataset named 'nope'"),
     "unknown-kind": ("override", "outputs.0.kind=bogus", "outputs.0.kind"),
 }

@@ -18,7 +18,9 @@ def double(row: dict) -> dict:
 
 def test_a_failing_row_is_marked_and_the_others_are_processed() -> None:
     table = prepare_rows(pa.table({"x": [1, 2, 3, 4]}))
-    out = process_table(table, "double", ("x",), {"y": pa.int64()}, lambda rows: run_rows_isolated(rows, double))
+    out = process_table(
+        table, "double", ("x",), {"y": pa.int64()}, lambda rows: run_rows_isolated(rows, double)
+    )
     assert out["y"].to_pylist() == [2, 4, None, 8]
     assert out[ERROR_COLUMN].to_pylist() == [None, None, "ValueError: three is bad", None]
     assert out[ERROR_STAGE_COLUMN].to_pylist() == [None, None, "double", None]

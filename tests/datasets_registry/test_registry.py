@@ -9,7 +9,9 @@ from datasets_registry.kinds import MESSAGES_TYPE
 
 def sft_table(texts: list[str]) -> pa.Table:
     messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": t}] for t in texts]
-    return pa.table({"id": [f"r{i}" for i in range(len(texts))], "messages": pa.array(messages, MESSAGES_TYPE)})
+    return pa.table(
+        {"id": [f"r{i}" for i in range(len(texts))], "messages": pa.array(messages, MESSAGES_TYPE)}
+    )
 
 
 def test_write_then_read_back_with_lineage(registry: Registry) -> None:

@@ -392,9 +392,7 @@ def test_none_valued_kwargs_are_dropped() -> None:
     arrow_style = {"num_placeholders": 2, "relation": None, "keywords": None, "language": None}
     assert check_instruction("detectable_content:number_placeholders", "[a] [b]", arrow_style)
     # None must not override the language an alias implies.
-    assert check_instruction(
-        "fr:change_case:french_lowercase", PARAGRAPHS["fr"].lower(), {"language": None}
-    )
+    assert check_instruction("fr:change_case:french_lowercase", PARAGRAPHS["fr"].lower(), {"language": None})
     assert check_instruction("punctuation:no_comma", "fine", None)
 
 
@@ -462,9 +460,7 @@ def test_response_language_identifies_each_paragraph(language: str) -> None:
     assert check_instruction("language:response_language", paragraph, {"language": language})
     for other in PARAGRAPHS:
         if other != language:
-            assert not check_instruction(
-                "language:response_language", paragraph, {"language": other}
-            ), other
+            assert not check_instruction("language:response_language", paragraph, {"language": other}), other
 
 
 def test_sentence_splitting_rule() -> None:
