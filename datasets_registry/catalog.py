@@ -70,6 +70,14 @@ class Catalog:
             # Another writer created the catalog between our check and our write.
             lance.write_dataset(table, self.uri, mode="append")
 
+    def delete(self, infos: list[VersionInfo]) -> None:
+        """Remove the catalog rows of these versions, in one commit."""
+        dataset = self._dataset()
+        if dataset is None or not infos:
+            return
+        predicate = " OR ".join(f"(name = '{i.name}' AND version = {i.version})" for i in infos)
+        dataset.delete(predicate)
+
     def rows(self, name: str | None = None) -> list[VersionInfo]:
         """All registered versions, optionally of one name, ordered by name then version."""
         dataset = self._dataset()

@@ -13,7 +13,7 @@ from datasets_registry.errors import RegistryError
 Kind = Literal["prompts", "sft", "preference", "rm_pairs", "code", "generic"]
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "prompts": (),
+    "prompts": ("prompt",),
     "sft": ("messages",),
     "preference": ("prompt", "chosen", "rejected"),
     "rm_pairs": ("prompt", "chosen", "rejected", "label", "stage"),

@@ -1,7 +1,11 @@
 """Lineage: where a dataset version came from."""
 
+from __future__ import annotations
+
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,3 +36,37 @@ def canonical_hash(value: Any) -> str:
     """sha256 hex digest of the canonical JSON form of `value` (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class LineageNode:
+    """A dataset version and what it was made from, recursively."""
+
+    ref: str
+    lineage: Lineage | None  # None when the version is not in the registry (removed or foreign)
+    parents: list[LineageNode] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def lineage_graph(ref: str, lookup: Callable[[str], Lineage | None], depth: int = 20) -> LineageNode:
+    """Walk sources back from `ref`: registry refs become parents, `file:` sources stay leaves.
+
+    `lookup` returns a version's lineage, or None if it is not registered. Cycles and depth
+    beyond `depth` stop the walk.
+    """
+    seen: set[str] = set()
+
+    def visit(node_ref: str, level: int) -> LineageNode:
+        lineage = lookup(node_ref)
+        node = LineageNode(node_ref, lineage)
+        if lineage is None or node_ref in seen or level >= depth:
+            return node
+        seen.add(node_ref)
+        for source in lineage.sources:
+            if source.startswith("file:"):
+                node.files.append(source)
+            else:
+                node.parents.append(visit(source, level + 1))
+        return node
+
+    return visit(ref, 0)

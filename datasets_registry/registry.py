@@ -1,8 +1,9 @@
-"""Named, versioned Lance datasets with lineage.
+"""Named, versioned Lance datasets with kinds, tags and lineage.
 
 Layout under the root (a local path or an object-store URI):
-`datasets/NAME.lance` holds the data, one Lance version per registry version;
-`_catalog/versions.lance` records each registered version with its kind and lineage.
+`datasets/NAME.lance` holds the data, one Lance version per registry version, with Lance tags;
+`_catalog/versions.lance` records each registered version with its kind and lineage. A version
+is visible only once its catalog row is committed.
 """
 
 from __future__ import annotations
@@ -14,25 +15,25 @@ from typing import TYPE_CHECKING, Literal
 import lance
 import pyarrow as pa
 
+from datasets_registry import storage
 from datasets_registry.catalog import Catalog, VersionInfo
 from datasets_registry.errors import RegistryError
-from datasets_registry.kinds import check_kind
 from datasets_registry.lineage import Lineage
-from datasets_registry.refs import check_name, parse_ref
+from datasets_registry.refs import NAME_PATTERN, check_name, parse_ref
+from datasets_registry.validation import validate_rows
 
 if TYPE_CHECKING:
     import polars as pl
     import ray.data
+
+    from datasets_registry.diff import DatasetDiff
+    from datasets_registry.stats import DatasetStats
 
 WriteMode = Literal["overwrite", "append"]
 
 
 def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
-
-
-def _is_local(uri: str) -> bool:
-    return "://" not in uri
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class DatasetVersion:
         """The exact reference `name@version`."""
         return f"{self.info.name}@{self.info.version}"
 
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def num_rows(self) -> int:
+        return self.info.num_rows
+
     def to_lance(self) -> lance.LanceDataset:
         """The Lance dataset checked out at this version."""
         return lance.dataset(self.uri, version=self.info.version)
@@ -63,25 +72,37 @@ class DatasetVersion:
     def schema(self) -> pa.Schema:
         return self.to_lance().schema
 
-    @property
-    def num_rows(self) -> int:
-        return self.info.num_rows
-
     def to_arrow(
         self, columns: list[str] | None = None, filter: str | None = None, limit: int | None = None
     ) -> pa.Table:
-        """Read this version as an Arrow table, with column projection and filter pushdown."""
-        return self.to_lance().to_table(columns=columns, filter=filter, limit=limit)
+        """Read this version as an Arrow table, with column projection and filter pushdown.
+
+        `filter` is a SQL predicate, e.g. `"language = 'fr' AND n > 3"`.
+        """
+        try:
+            return self.to_lance().to_table(columns=columns, filter=filter, limit=limit)
+        except (ValueError, OSError) as err:
+            raise RegistryError(f"{self.ref}: cannot read with filter {filter!r}: {err}") from err
 
     def head(self, n: int = 5) -> pa.Table:
         """The first `n` rows."""
         return self.to_arrow(limit=n)
 
+    def sample(self, n: int = 10, where: str | None = None, seed: int = 0) -> pa.Table:
+        """`n` rows drawn at random (reproducibly, by `seed`) among those matching `where`."""
+        import polars as pl
+
+        frame = pl.from_arrow(self.to_arrow(filter=where))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.sample(min(n, frame.height), seed=seed).to_arrow()
+
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
         """Read this version as a polars DataFrame."""
         import polars as pl
 
-        return pl.from_arrow(self.to_arrow(columns=columns))
+        frame = pl.from_arrow(self.to_arrow(columns=columns))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
 
     def to_ray(self) -> ray.data.Dataset:
         """Read this version as a Ray Dataset, one read task per Lance fragment."""
@@ -89,9 +110,29 @@ class DatasetVersion:
 
         return lance_ray.read_lance(self.uri, dataset_options={"version": self.info.version})
 
+    def size_bytes(self) -> int:
+        """Bytes of the data files this version reads."""
+        return sum(
+            data_file.file_size_bytes or 0
+            for fragment in self.to_lance().get_fragments()
+            for data_file in fragment.metadata.files
+        )
+
+    def stats(self) -> DatasetStats:
+        """Column, language, score and length statistics (see `datasets_registry.stats`)."""
+        from datasets_registry.stats import compute_stats
+
+        return compute_stats(self)
+
+    def diff(self, other: DatasetVersion) -> DatasetDiff:
+        """Rows added, removed and changed from this version to `other`, by `id`."""
+        from datasets_registry.diff import diff_versions
+
+        return diff_versions(self, other)
+
 
 class Registry:
-    """Named, versioned Lance datasets with kinds and lineage.
+    """Named, versioned Lance datasets with kinds, tags and lineage.
 
     Example:
         >>> registry = Registry("/tmp/reg")
@@ -102,7 +143,7 @@ class Registry:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
-        if _is_local(self.root):
+        if "://" not in self.root:
             os.makedirs(self.root, exist_ok=True)
         self.catalog = Catalog(_join(self.root, "_catalog", "versions.lance"))
 
@@ -118,8 +159,15 @@ class Registry:
         """Registered versions of `name`, oldest first."""
         infos = self.catalog.rows(check_name(name))
         if not infos:
-            raise self._unknown_name(name)
+            known = ", ".join(self.names()) or "none yet"
+            raise RegistryError(f"no dataset named {name!r} in registry {self.root}; datasets: {known}")
         return infos
+
+    def tags(self, name: str) -> dict[str, int]:
+        """Tags of `name` and the versions they point to."""
+        self.versions(name)
+        tags = lance.dataset(self.dataset_uri(name)).tags.list()
+        return {tag: int(meta["version"]) for tag, meta in sorted(tags.items())}
 
     def open(self, ref: str) -> DatasetVersion:
         """Open `name`, `name@latest`, `name@VERSION` or `name@TAG`."""
@@ -127,11 +175,11 @@ class Registry:
         infos = self.versions(parsed.name)
         selector = parsed.selector
         if isinstance(selector, str):
-            tags = lance.dataset(self.dataset_uri(parsed.name)).tags.list()
+            tags = self.tags(parsed.name)
             if selector not in tags:
-                known = ", ".join(sorted(tags)) or "none"
+                known = ", ".join(tags) or "none"
                 raise RegistryError(f"dataset {parsed.name!r} has no tag {selector!r}; tags: {known}")
-            selector = int(tags[selector]["version"])
+            selector = tags[selector]
         if selector is None:
             return DatasetVersion(self.dataset_uri(parsed.name), infos[-1])
         for info in infos:
@@ -139,6 +187,30 @@ class Registry:
                 return DatasetVersion(self.dataset_uri(parsed.name), info)
         known = ", ".join(str(info.version) for info in infos)
         raise RegistryError(f"dataset {parsed.name!r} has no version {selector}; versions: {known}")
+
+    def tag(self, ref: str, tag: str, *, move: bool = False) -> DatasetVersion:
+        """Point `tag` at the version `ref` names; an existing tag moves only with `move`."""
+        if not NAME_PATTERN.match(tag) or tag.isdigit() or tag == "latest":
+            raise RegistryError(f"invalid tag {tag!r}: use a name that is not a number or 'latest'")
+        version = self.open(ref)
+        tags = version.to_lance().tags
+        existing = self.tags(version.name)
+        if tag in existing and not move:
+            raise RegistryError(
+                f"tag {tag!r} already points to {version.name}@{existing[tag]}; move it explicitly"
+            )
+        if tag in existing:
+            tags.update(tag, version.version)
+        else:
+            tags.create(tag, version.version)
+        return version
+
+    def untag(self, name: str, tag: str) -> None:
+        """Remove a tag."""
+        tags = self.tags(name)
+        if tag not in tags:
+            raise RegistryError(f"dataset {name!r} has no tag {tag!r}; tags: {', '.join(tags) or 'none'}")
+        lance.dataset(self.dataset_uri(name)).tags.delete(tag)
 
     def write(
         self,
@@ -149,15 +221,15 @@ class Registry:
         lineage: Lineage | None = None,
         mode: WriteMode = "overwrite",
     ) -> DatasetVersion:
-        """Write `data` as a new version of `name` and register it.
+        """Check `data` against its kind, write it as a new version of `name`, register it.
 
         Args:
             name: Dataset name.
-            data: An Arrow table, or a Ray Dataset (written in parallel by lance_ray).
-            kind: Dataset kind; the data must have the kind's required columns.
+            data: An Arrow table, or a Ray Dataset (written in parallel, block by block).
+            kind: Dataset kind; every row must fit it, or nothing is written.
             lineage: Where the data came from.
             mode: "overwrite" makes the new version hold exactly `data`; "append" adds to
-                the previous version's rows.
+                the previous version's rows (the schemas must match).
 
         Returns:
             The registered version.
@@ -165,37 +237,74 @@ class Registry:
         uri = self.dataset_uri(name)
         lineage = lineage or Lineage()
         schema = data.schema if isinstance(data, pa.Table) else data.schema().base_schema
-        check_kind(kind, schema, dataset=name)
-        exists = self._exists(uri)
-        lance_mode = mode if exists else "create"
+        if mode == "append" and storage.exists(uri):
+            current = lance.dataset(uri).schema
+            if current != schema:
+                raise RegistryError(
+                    f"cannot append to {name!r}: its schema is\n{current}\nbut the new rows have\n{schema}"
+                )
         if isinstance(data, pa.Table):
-            version = lance.write_dataset(data, uri, mode=lance_mode).version
+            validate_rows(kind, data, dataset=name)
+            fragments = storage.write_table_fragments(data, uri)
         else:
-            version = self._write_ray(data, uri, lance_mode)
+            schema, fragments = storage.write_ray_fragments(data, uri, kind, name)
+        version = storage.commit(uri, schema, fragments, mode)
         num_rows = lance.dataset(uri, version=version).count_rows()
         self.catalog.append(name, version, kind, num_rows, lineage)
         return self.open(f"{name}@{version}")
 
-    @staticmethod
-    def _write_ray(data: ray.data.Dataset, uri: str, mode: str) -> int:
-        import lance_ray
+    def diff(self, old: str, new: str) -> DatasetDiff:
+        """Diff two references (two versions of one dataset, or two datasets)."""
+        return self.open(old).diff(self.open(new))
 
-        data = data.materialize()
-        if data.count() == 0:
-            # lance_ray writes no fragments for an empty dataset; write its schema instead.
-            empty = data.schema().base_schema.empty_table()
-            return lance.write_dataset(empty, uri, mode=mode).version
-        lance_ray.write_lance(data, uri, mode=mode)
-        return lance.dataset(uri).version
+    def references(self) -> set[str]:
+        """Every `name@version` that the lineage of a registered version points to."""
+        return {
+            source
+            for info in self.catalog.rows()
+            for source in info.lineage.sources
+            if not source.startswith("file:")
+        }
 
-    @staticmethod
-    def _exists(uri: str) -> bool:
-        try:
-            lance.dataset(uri)
-        except (FileNotFoundError, ValueError):
-            return False
-        return True
+    def removable_versions(self, extra_references: set[str] | None = None) -> list[VersionInfo]:
+        """Versions that `gc` may remove: not the latest, not tagged, not referenced by lineage.
 
-    def _unknown_name(self, name: str) -> RegistryError:
-        known = ", ".join(self.names()) or "none yet"
-        return RegistryError(f"no dataset named {name!r} in registry {self.root}; datasets: {known}")
+        Args:
+            extra_references: Further `name@version` refs to keep (e.g. from model lineage).
+        """
+        keep = self.references() | (extra_references or set())
+        removable = []
+        for name in self.names():
+            infos = self.versions(name)
+            tagged = set(self.tags(name).values())
+            removable += [
+                info
+                for info in infos[:-1]
+                if info.version not in tagged and f"{name}@{info.version}" not in keep
+            ]
+        return removable
+
+    def gc(self, extra_references: set[str] | None = None, *, dry_run: bool = False) -> list[VersionInfo]:
+        """Remove old versions nobody points to; see `removable_versions`.
+
+        Also removes Lance versions that were never registered (a writer that died before its
+        catalog row). Tagged versions are skipped by Lance itself, never untagged.
+
+        Returns:
+            The registered versions removed (or that would be, with `dry_run`).
+        """
+        removable = self.removable_versions(extra_references)
+        if dry_run:
+            return removable
+        by_name: dict[str, list[int]] = {}
+        for info in removable:
+            by_name.setdefault(info.name, []).append(info.version)
+        for name in self.names():
+            dataset = lance.dataset(self.dataset_uri(name))
+            registered = {info.version for info in self.versions(name)}
+            unregistered = [v["version"] for v in dataset.versions() if v["version"] not in registered]
+            doomed = by_name.get(name, []) + [v for v in unregistered if v != dataset.latest_version]
+            if doomed:
+                dataset.cleanup_old_versions(versions=sorted(doomed), error_if_tagged_old_versions=False)
+        self.catalog.delete(removable)
+        return removable

@@ -80,3 +80,85 @@ def test_registry_reopened_from_disk_sees_everything(registry: Registry) -> None
     again = Registry(registry.root)
     assert again.names() == ["d"]
     assert again.open("d@1").info.job_id == "j"
+
+
+def test_tags_point_at_versions_and_move_only_when_asked(registry: Registry) -> None:
+    for x in (1, 2, 3):
+        registry.write("d", pa.table({"x": [x]}))
+    registry.tag("d@2", "gold")
+    assert registry.tags("d") == {"gold": 2}
+    assert registry.open("d@gold").to_arrow()["x"].to_pylist() == [2]
+    with pytest.raises(RegistryError, match="already points to d@2"):
+        registry.tag("d@3", "gold")
+    registry.tag("d@3", "gold", move=True)
+    assert registry.open("d@gold").version == 3
+    for bad in ("7", "latest", "Has Space"):
+        with pytest.raises(RegistryError, match="invalid tag"):
+            registry.tag("d@1", bad)
+    with pytest.raises(RegistryError, match="no version 9"):
+        registry.tag("d@9", "silver")
+    registry.untag("d", "gold")
+    assert registry.tags("d") == {}
+    with pytest.raises(RegistryError, match="no tag 'gold'"):
+        registry.untag("d", "gold")
+
+
+def test_sample_filters_and_is_reproducible(registry: Registry) -> None:
+    table = pa.table({"id": [str(i) for i in range(100)], "language": ["fr", "en"] * 50})
+    version = registry.write("langs", table)
+    first = version.sample(10, where="language = 'fr'", seed=3).to_pylist()
+    assert len(first) == 10 and {row["language"] for row in first} == {"fr"}
+    assert version.sample(10, where="language = 'fr'", seed=3).to_pylist() == first
+    assert version.sample(500, where="language = 'en'").num_rows == 50
+    with pytest.raises(RegistryError, match="cannot read with filter"):
+        version.sample(1, where="no_such_column = 1")
+
+
+def test_append_refuses_a_different_schema(registry: Registry) -> None:
+    registry.write("d", pa.table({"x": [1]}), mode="append")
+    with pytest.raises(RegistryError, match="cannot append to 'd': its schema is"):
+        registry.write("d", pa.table({"y": [1]}), mode="append")
+    assert registry.open("d").to_arrow()["x"].to_pylist() == [1]
+
+
+def test_gc_keeps_latest_tagged_and_referenced_versions(registry: Registry) -> None:
+    for x in range(5):
+        registry.write("d", pa.table({"x": [x]}))
+    registry.tag("d@2", "gold")
+    registry.write("child", pa.table({"y": [1]}), lineage=Lineage(sources=["d@3"]))
+    planned = [(i.name, i.version) for i in registry.gc(dry_run=True)]
+    assert planned == [("d", 1), ("d", 4)]
+    assert [v.version for v in registry.versions("d")] == [1, 2, 3, 4, 5]  # dry run changed nothing
+    assert [i.version for i in registry.gc({"d@1"}, dry_run=True)] == [4]  # e.g. a model's lineage
+    removed = [(i.name, i.version) for i in registry.gc()]
+    assert removed == planned
+    assert [v.version for v in registry.versions("d")] == [2, 3, 5]
+    assert registry.open("d@gold").to_arrow()["x"].to_pylist() == [1]
+    assert registry.open("d@3").to_arrow()["x"].to_pylist() == [2]
+    with pytest.raises(RegistryError, match="no version 1"):
+        registry.open("d@1")
+    import lance
+
+    assert 1 not in [v["version"] for v in lance.dataset(registry.dataset_uri("d")).versions()]
+
+
+def test_lineage_graph_walks_back_to_files(registry: Registry) -> None:
+    from datasets_registry.lineage import lineage_graph
+
+    registry.write("raw", pa.table({"x": [1]}), lineage=Lineage(sources=["file:/data/raw.jsonl#sha256=ab"]))
+    registry.write("clean", pa.table({"x": [1]}), lineage=Lineage(job_id="j2", sources=["raw@1"]))
+    registry.write("mix", pa.table({"x": [1]}), lineage=Lineage(sources=["clean@1", "gone@4"]))
+
+    def lookup(ref: str) -> Lineage | None:
+        try:
+            return registry.open(ref).info.lineage
+        except RegistryError:
+            return None
+
+    graph = lineage_graph("mix@1", lookup)
+    assert [p.ref for p in graph.parents] == ["clean@1", "gone@4"]
+    clean, gone = graph.parents
+    assert clean.lineage is not None and clean.lineage.job_id == "j2"
+    assert gone.lineage is None
+    assert clean.parents[0].ref == "raw@1"
+    assert clean.parents[0].files == ["file:/data/raw.jsonl#sha256=ab"]

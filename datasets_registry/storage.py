@@ -1,0 +1,88 @@
+"""Lance writes in two steps: data fragments first, then one atomic commit.
+
+Until the commit nothing is visible, so a writer killed mid-write leaves the previous version
+intact (its orphan files are removed by `cleanup`). Appends that race are rebased by Lance's
+commit (appends do not conflict); overwrites each become a version of their own.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import TYPE_CHECKING
+
+import lance
+import lance.fragment
+import pyarrow as pa
+
+from datasets_registry.errors import RegistryError
+from datasets_registry.validation import validate_rows
+
+if TYPE_CHECKING:
+    import ray.data
+
+# Ray CPUs for a fragment-writing task: I/O bound, and must not starve model actors.
+WRITE_TASK_CPUS = 0.25
+
+
+def exists(uri: str) -> bool:
+    """Whether a Lance dataset exists at `uri`."""
+    try:
+        lance.dataset(uri)
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+def write_table_fragments(table: pa.Table, uri: str) -> list[lance.FragmentMetadata]:
+    """Write `table` as uncommitted fragments of the dataset at `uri`."""
+    if table.num_rows == 0:
+        return []
+    return lance.fragment.write_fragments(table, uri, schema=table.schema)
+
+
+def write_ray_fragments(
+    data: ray.data.Dataset, uri: str, kind: str, dataset: str
+) -> tuple[pa.Schema, list[lance.FragmentMetadata]]:
+    """Validate and write each block of `data` as fragments, in parallel Ray tasks.
+
+    A block that does not fit `kind` writes nothing and reports its error, so a bad row fails
+    the whole write before any commit.
+    """
+    schema = data.schema().base_schema
+
+    def write_block(table: pa.Table) -> pa.Table:
+        try:
+            validate_rows(kind, table, dataset=dataset)
+        except RegistryError as err:
+            return pa.table({"fragments": [None], "error": [str(err)]})
+        fragments = write_table_fragments(table.cast(schema), uri)
+        return pa.table({"fragments": [pickle.dumps(fragments)], "error": pa.nulls(1, pa.string())})
+
+    results = data.map_batches(
+        write_block, batch_format="pyarrow", batch_size=None, num_cpus=WRITE_TASK_CPUS
+    ).take_all()
+    errors = [row["error"] for row in results if row["error"] is not None]
+    if errors:
+        raise RegistryError(errors[0].replace("row ", "row (in its block) ", 1))
+    fragments = [f for row in results for f in pickle.loads(row["fragments"])]
+    return schema, fragments
+
+
+def commit(uri: str, schema: pa.Schema, fragments: list[lance.FragmentMetadata], mode: str) -> int:
+    """Commit fragments as a new version: `overwrite` replaces all rows, `append` adds to them.
+
+    Returns:
+        The Lance version this commit created.
+    """
+    if mode == "overwrite":
+        return lance.LanceDataset.commit(uri, lance.LanceOperation.Overwrite(schema, fragments)).version
+    if not exists(uri):
+        # An empty first version makes every later commit an append, so racing appenders to a
+        # new name cannot overwrite each other's rows.
+        try:
+            lance.write_dataset(schema.empty_table(), uri, mode="create")
+        except OSError:
+            pass  # another writer created it first
+    current = lance.dataset(uri)
+    operation = lance.LanceOperation.Append(fragments)
+    return lance.LanceDataset.commit(uri, operation, read_version=current.version).version
