@@ -144,6 +144,8 @@ class Registry:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
         if "://" not in self.root:
+            # Absolute, because Ray workers that read and write it run in other folders.
+            self.root = os.path.abspath(self.root)
             os.makedirs(self.root, exist_ok=True)
         self.catalog = Catalog(_join(self.root, "_catalog", "versions.lance"))
 
@@ -236,7 +238,11 @@ class Registry:
         """
         uri = self.dataset_uri(name)
         lineage = lineage or Lineage()
-        schema = data.schema if isinstance(data, pa.Table) else data.schema().base_schema
+        if isinstance(data, pa.Table):
+            data = data.cast(storage.normal_schema(data.schema))
+        schema = (
+            data.schema if isinstance(data, pa.Table) else storage.normal_schema(data.schema().base_schema)
+        )
         if mode == "append" and storage.exists(uri):
             current = lance.dataset(uri).schema
             if current != schema:
@@ -245,9 +251,9 @@ class Registry:
                 )
         if isinstance(data, pa.Table):
             validate_rows(kind, data, dataset=name)
-            fragments = storage.write_table_fragments(data, uri)
+            fragments = storage.write_table_fragments(data, uri, mode)
         else:
-            schema, fragments = storage.write_ray_fragments(data, uri, kind, name)
+            schema, fragments = storage.write_ray_fragments(data, uri, kind, name, mode)
         version = storage.commit(uri, schema, fragments, mode)
         num_rows = lance.dataset(uri, version=version).count_rows()
         self.catalog.append(name, version, kind, num_rows, lineage)

@@ -33,29 +33,47 @@ def exists(uri: str) -> bool:
     return True
 
 
-def write_table_fragments(table: pa.Table, uri: str) -> list[lance.FragmentMetadata]:
+def _normal_type(arrow_type: pa.DataType) -> pa.DataType:
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        value = _normal_type(arrow_type.value_type)
+        return pa.list_(value) if pa.types.is_list(arrow_type) else pa.large_list(value)
+    if pa.types.is_struct(arrow_type):
+        return pa.struct([f.with_type(_normal_type(f.type)) for f in arrow_type])
+    return arrow_type
+
+
+def normal_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with every list's child field named `item`.
+
+    Parquet readers name it `element` and JSON readers `item`; without this the same data
+    imported both ways could not be appended together.
+    """
+    return pa.schema([f.with_type(_normal_type(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def write_table_fragments(table: pa.Table, uri: str, mode: str) -> list[lance.FragmentMetadata]:
     """Write `table` as uncommitted fragments of the dataset at `uri`."""
     if table.num_rows == 0:
         return []
-    return lance.fragment.write_fragments(table, uri, schema=table.schema)
+    return lance.fragment.write_fragments(table, uri, schema=table.schema, mode=mode)
 
 
 def write_ray_fragments(
-    data: ray.data.Dataset, uri: str, kind: str, dataset: str
+    data: ray.data.Dataset, uri: str, kind: str, dataset: str, mode: str
 ) -> tuple[pa.Schema, list[lance.FragmentMetadata]]:
     """Validate and write each block of `data` as fragments, in parallel Ray tasks.
 
     A block that does not fit `kind` writes nothing and reports its error, so a bad row fails
     the whole write before any commit.
     """
-    schema = data.schema().base_schema
+    schema = normal_schema(data.schema().base_schema)
 
     def write_block(table: pa.Table) -> pa.Table:
         try:
             validate_rows(kind, table, dataset=dataset)
         except RegistryError as err:
             return pa.table({"fragments": [None], "error": [str(err)]})
-        fragments = write_table_fragments(table.cast(schema), uri)
+        fragments = write_table_fragments(table.cast(schema), uri, mode)
         return pa.table({"fragments": [pickle.dumps(fragments)], "error": pa.nulls(1, pa.string())})
 
     results = data.map_batches(

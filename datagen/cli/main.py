@@ -1,5 +1,6 @@
 """The `assay` command. Heavy libraries are imported inside commands, so `--help` is instant."""
 
+import os
 import sys
 from typing import Annotated
 
@@ -43,6 +44,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def main() -> None:
     """Console entry point: run the app, reporting bad input as one clear error with exit 2."""
+    # Lance logs a warning for every first write to a new dataset; keep the terminal for results.
+    os.environ.setdefault("LANCE_LOG", "error")
     try:
         app()
     except Exception as err:  # noqa: BLE001 - sorted below into user errors and bugs
