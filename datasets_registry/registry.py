@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import lance
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
     from datasets_registry.stats import DatasetStats
 
 WriteMode = Literal["overwrite", "append"]
+
+# How long gc leaves a Lance version that no catalog row names yet (a write in flight).
+UNREGISTERED_GRACE = timedelta(hours=1)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _join(root: str, *parts: str) -> str:
@@ -240,9 +248,9 @@ class Registry:
         lineage = lineage or Lineage()
         if isinstance(data, pa.Table):
             data = data.cast(storage.normal_schema(data.schema))
-        schema = (
-            data.schema if isinstance(data, pa.Table) else storage.normal_schema(data.schema().base_schema)
-        )
+            schema = data.schema
+        else:
+            schema = storage.ray_schema(data, name)
         if mode == "append" and storage.exists(uri):
             current = lance.dataset(uri).schema
             if current != schema:
@@ -302,15 +310,24 @@ class Registry:
         removable = self.removable_versions(extra_references)
         if dry_run:
             return removable
-        by_name: dict[str, list[int]] = {}
+        removed_versions: dict[str, set[int]] = {}
         for info in removable:
-            by_name.setdefault(info.name, []).append(info.version)
+            removed_versions.setdefault(info.name, set()).add(info.version)
+        # Unregister first: a crash after this leaves only unregistered versions, which the
+        # next gc removes, never a catalog row pointing at deleted data.
+        self.catalog.delete(removable)
+        recent = datetime.now(UTC) - UNREGISTERED_GRACE
         for name in self.names():
             dataset = lance.dataset(self.dataset_uri(name))
             registered = {info.version for info in self.versions(name)}
-            unregistered = [v["version"] for v in dataset.versions() if v["version"] not in registered]
-            doomed = by_name.get(name, []) + [v for v in unregistered if v != dataset.latest_version]
+            doomed = [
+                v["version"]
+                for v in dataset.versions()
+                if v["version"] not in registered
+                and v["version"] != dataset.latest_version
+                # A fresh unregistered version may belong to a writer about to register it.
+                and (v["version"] in removed_versions.get(name, ()) or _aware(v["timestamp"]) < recent)
+            ]
             if doomed:
                 dataset.cleanup_old_versions(versions=sorted(doomed), error_if_tagged_old_versions=False)
-        self.catalog.delete(removable)
         return removable

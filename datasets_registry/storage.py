@@ -51,6 +51,14 @@ def normal_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_normal_type(f.type)) for f in schema], metadata=schema.metadata)
 
 
+def ray_schema(data: ray.data.Dataset, dataset: str) -> pa.Schema:
+    """The normalised Arrow schema of a Ray Dataset."""
+    schema = data.schema()
+    if schema is None:
+        raise RegistryError(f"cannot write {dataset!r}: the Ray dataset has no schema (no blocks)")
+    return normal_schema(schema.base_schema)
+
+
 def write_table_fragments(table: pa.Table, uri: str, mode: str) -> list[lance.FragmentMetadata]:
     """Write `table` as uncommitted fragments of the dataset at `uri`."""
     if table.num_rows == 0:
@@ -66,7 +74,7 @@ def write_ray_fragments(
     A block that does not fit `kind` writes nothing and reports its error, so a bad row fails
     the whole write before any commit.
     """
-    schema = normal_schema(data.schema().base_schema)
+    schema = ray_schema(data, dataset)
 
     def write_block(table: pa.Table) -> pa.Table:
         try:
