@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelStoreError(LookupError):
@@ -46,6 +49,22 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "assay_model.json"
+
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+class ModelLineage(BaseModel):
+    """Where a registered checkpoint came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str | None = Field(None, description="Identity of the model training started from.")
+    datasets: list[str] = Field(default_factory=list, description="Registry refs `name@version`.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The training or merge config.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Losses, evaluations, timings.")
+    merge: dict[str, Any] | None = Field(None, description="Merge recipe: models, weights, method.")
+    job_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,42 @@ class ModelStore:
             record["size_bytes"] = sum(f.stat().st_size for f in meta.parent.rglob("*") if f.is_file())
             records.append(record)
         return records
+
+    def record(self, name: str) -> dict[str, Any]:
+        """The stored record of one model (name, kind, source or lineage, created_at)."""
+        if not self.has(name):
+            stored = ", ".join(r["name"] for r in self.list()) or "none"
+            raise ModelStoreError(f"no stored model {name!r}; stored models: {stored}")
+        return json.loads((self.path(name) / META_FILE).read_text())
+
+    def register(self, name: str, folder: Path, *, kind: str, lineage: ModelLineage) -> Path:
+        """Move a finished checkpoint folder into the store under `name`, with its lineage.
+
+        The move is a rename on the same file system, so a stored model appears whole or not at
+        all; an existing name is never overwritten.
+        """
+        if not MODEL_NAME.match(name):
+            raise ModelStoreError(f"invalid model name {name!r}: lowercase letters, digits, '.', '_', '-'")
+        target = self.path(name)
+        if target.exists():
+            raise ModelStoreError(f"a model named {name!r} is already stored at {target}")
+        if not (folder / "config.json").is_file():
+            raise ModelStoreError(f"{folder} is not an HF model folder (no config.json)")
+        record = {
+            "name": name,
+            "kind": kind,
+            "created_at": datetime.now(UTC).isoformat(),
+            "lineage": lineage.model_dump(mode="json"),
+        }
+        (folder / META_FILE).write_text(json.dumps(record, indent=2))
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.rename(target)
+        except OSError:  # another file system: copy beside the target, then rename
+            staged = self.root / f".{name}.partial"
+            shutil.copytree(folder, staged)
+            staged.rename(target)
+        return target
 
     def resolve(self, ref: str) -> ResolvedModel:
         """Resolve a store name, an HF folder or a GGUF file; raise ModelStoreError otherwise."""

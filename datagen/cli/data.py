@@ -233,7 +233,9 @@ def gc(
 ) -> None:
     """Remove old versions that are not the latest, not tagged and not in any lineage."""
     registry = open_registry()
-    models = {s for record in open_model_store().list() for s in record.get("sources", [])}
+    models = {
+        ref for record in open_model_store().list() for ref in record.get("lineage", {}).get("datasets", [])
+    }
     removed = registry.gc(models, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for info in removed:

