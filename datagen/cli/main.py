@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from datagen.cli import data, models, run
+from datagen.cli import data, models, run, train
 from datagen.cli.common import CliState, err_console
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("run")(run.run)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
+app.add_typer(train.app, name="train")
 
 
 @app.callback()
@@ -37,9 +38,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Exception types that mean bad input: one line, exit code 2, no traceback."""
     from datagen.errors import AssayError
     from datasets_registry.errors import RegistryError
+    from trainer.config import TrainConfigError
     from trainer.model_store import ModelStoreError
 
-    return (AssayError, RegistryError, ModelStoreError)
+    return (AssayError, RegistryError, ModelStoreError, TrainConfigError)
 
 
 def main() -> None:

@@ -1,0 +1,55 @@
+"""`assay train`: train experts from registered datasets."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from datagen.cli.common import console, open_model_store, open_registry
+
+app = typer.Typer(help="Train experts from registered datasets.", no_args_is_help=True)
+
+METHODS = {
+    "sft": "Supervised fine-tuning on an sft dataset (loss on assistant tokens only).",
+    "dpo": "Direct preference optimisation on a preference dataset.",
+    "ipo": "Identity preference optimisation on a preference dataset.",
+    "slic": "SLiC-HF calibration (hinge) loss on a preference dataset.",
+    "copg": "Offline contrastive policy gradient (CoPG) on a preference dataset.",
+}
+
+
+def _train(method: str, config_path: Path, overrides: list[str]) -> None:
+    import yaml
+
+    from trainer.config import load_train_config
+    from trainer.run import prepare_training, run_training
+
+    values = {}
+    for assignment in overrides:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {assignment!r}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(value)
+    config = load_train_config(config_path, method, values)
+    store = open_model_store()
+    prepared = prepare_training(config, open_registry(), store)
+    console.print(f"{method}: {prepared.model.ref} on {prepared.dataset.ref} -> {prepared.output}")
+    result = run_training(prepared, store, log=console.print)
+    console.print(f"registered model [bold]{result.name}[/] at {result.path}")
+    console.print(f"metrics: {result.metrics}")
+    console.print(f"inspect with: assay models show {result.name}")
+
+
+def _command(method: str):  # noqa: ANN202 - a Typer command function
+    def command(
+        config: Annotated[Path, typer.Argument(help="Training config (YAML).")],
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")] = None,
+    ) -> None:
+        _train(method, config, set_ or [])
+
+    command.__doc__ = METHODS[method]
+    return command
+
+
+for _method in METHODS:
+    app.command(_method)(_command(_method))

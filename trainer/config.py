@@ -1,0 +1,91 @@
+"""One documented config for every training method: SFT and preference training.
+
+Defaults follow the Command A report's appendix B where it gives them for small experts;
+everything is overridable from YAML, and unknown keys are rejected.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Method = Literal["sft", "dpo", "ipo", "slic", "copg"]
+PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "ipo", "slic", "copg")
+
+
+class TrainConfigError(ValueError):
+    """A training config that does not validate; the message names the file and field."""
+
+
+class TrainConfig(BaseModel):
+    """How to train an expert from a registered dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = Field("sft", description="sft, or a preference loss: dpo, ipo, slic, copg.")
+    model: str = Field(
+        "smollm2-135m-instruct", description="Base model: a stored model name or an HF folder."
+    )
+    dataset: str = Field(description="Registered dataset `name@version` (kind sft or preference).")
+    output: str | None = Field(None, description="Name to register the checkpoint under.")
+    max_length: int = Field(1024, ge=8, description="Tokens per sequence; longer ones are truncated.")
+    packing: bool = Field(True, description="SFT: pack short samples into rows of max_length.")
+    epochs: int = Field(1, ge=1, description="Passes over the data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    micro_batch_size: int = Field(4, ge=1, description="Rows (SFT) or pairs per forward pass.")
+    gradient_accumulation: int = Field(1, ge=1, description="Micro batches per optimizer step.")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps warming up linearly.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Cosine decay floor, as a share of peak.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm; None: off.")
+    l2_to_init: float = Field(
+        0.0, ge=0, description="Coefficient of 0.5 * ||theta - theta_0||^2, keeping the expert near the base."
+    )
+    seed: int = Field(0, description="Seeds data order and initialisation of anything random.")
+    beta: float = Field(0.1, gt=0, description="Preference losses: strength of the reference term.")
+    length_normalize: bool = Field(False, description="Preference: average log-probs over tokens.")
+    sft_weight: float = Field(0.0, ge=0, description="Preference: weight of an added SFT loss on chosen.")
+    slic_delta: float = Field(1.0, gt=0, description="SLiC: hinge margin delta.")
+    reward_fields: tuple[str, str] | None = Field(
+        None,
+        description="CoPG: fields of the `scores` struct holding the chosen and rejected rewards; "
+        "default rewards 1 and 0.",
+    )
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP) when above 1.")
+    use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
+    torch_threads: int | None = Field(None, ge=1, description="Torch threads per worker.")
+    log_every: int = Field(10, ge=1, description="Print the loss every N steps.")
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> "TrainConfig":
+        if self.reward_fields is not None and self.method != "copg":
+            raise ValueError("reward_fields only applies to method copg")
+        return self
+
+    @property
+    def is_preference(self) -> bool:
+        return self.method in PREFERENCE_METHODS
+
+
+def load_train_config(path: Path, method: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config for `method` (the CLI's subcommand); a `method:` key must agree."""
+    if not path.is_file():
+        raise TrainConfigError(f"training config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise TrainConfigError(f"{path}: malformed YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise TrainConfigError(f"{path}: a training config is a YAML mapping")
+    if raw.get("method", method) != method:
+        raise TrainConfigError(
+            f"{path}: method: the file says {raw['method']!r} but the command is {method!r}"
+        )
+    raw = {**raw, "method": method, **(overrides or {})}
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors())
+        raise TrainConfigError(f"{path}: {problems}") from err
