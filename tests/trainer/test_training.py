@@ -48,10 +48,16 @@ def load(tiny_model: Path) -> torch.nn.Module:
 
 
 def test_labels_cover_exactly_the_assistant_turns(tokenizer) -> None:  # noqa: ANN001
-    messages = [{"role": "system", "content": "Be brief."}, *conversation(0), *conversation(1)[:1],
-                {"role": "assistant", "content": "Red."}]  # fmt: skip
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        *conversation(0),
+        *conversation(1)[:1],
+        {"role": "assistant", "content": "Red."},
+    ]
     sample = tokenize_conversation(tokenizer, messages, max_length=1000)
-    targets = tokenizer.decode([t for t, label in zip(sample.input_ids, sample.labels) if label != IGNORE])
+    targets = tokenizer.decode(
+        [t for t, label in zip(sample.input_ids, sample.labels, strict=True) if label != IGNORE]
+    )
     assert targets == "Hi!<|im_end|>\nRed.<|im_end|>\n"
     assert tokenize_conversation(tokenizer, messages, max_length=5).input_ids == sample.input_ids[:5]
 
@@ -135,16 +141,28 @@ def preference_items(tokenizer) -> list[PreferenceItem]:  # noqa: ANN001
         prompt = conversation(i)[:1]
         chosen = [{"role": "assistant", "content": ANSWERS[i]}]
         rejected = [{"role": "assistant", "content": "No."}]
-        items.append(PreferenceItem(tokenize_completion(tokenizer, prompt, chosen, 1000),
-                                    tokenize_completion(tokenizer, prompt, rejected, 1000)))  # fmt: skip
+        items.append(
+            PreferenceItem(
+                tokenize_completion(tokenizer, prompt, chosen, 1000),
+                tokenize_completion(tokenizer, prompt, rejected, 1000),
+            )
+        )
     return items
 
 
 @pytest.mark.parametrize("method", ["dpo", "ipo", "slic", "copg"])
 def test_preference_training_widens_the_margin(tiny_model: Path, tokenizer, method: str) -> None:  # noqa: ANN001
     model = load(tiny_model)
-    config = TrainConfig(dataset="x@1", method=method, epochs=10, micro_batch_size=6, learning_rate=3e-3,
-                         warmup_ratio=0.0, beta=0.5, sft_weight=0.5 if method == "dpo" else 0.0)  # fmt: skip
+    config = TrainConfig(
+        dataset="x@1",
+        method=method,
+        epochs=10,
+        micro_batch_size=6,
+        learning_rate=3e-3,
+        warmup_ratio=0.0,
+        beta=0.5,
+        sft_weight=0.5 if method == "dpo" else 0.0,
+    )
     objective = PreferenceObjective(config, tokenizer.pad_token_id)
     items = preference_items(tokenizer)
     objective.fill_reference(model, items)
@@ -165,8 +183,13 @@ def test_nan_loss_stops_training(tiny_model: Path, tokenizer) -> None:  # noqa: 
             return super().loss_sum(model, rows) * float("nan")
 
     with pytest.raises(NaNLossError, match="loss is nan at step 0"):
-        train(load(tiny_model), sft_rows(tokenizer), Broken(tokenizer.pad_token_id),
-              TrainConfig(dataset="x@1"), log=lambda _: None)  # fmt: skip
+        train(
+            load(tiny_model),
+            sft_rows(tokenizer),
+            Broken(tokenizer.pad_token_id),
+            TrainConfig(dataset="x@1"),
+            log=lambda _: None,
+        )
 
 
 def register_datasets(registry: Registry) -> None:
@@ -185,8 +208,14 @@ def test_train_registers_a_loadable_checkpoint_with_lineage(
 ) -> None:
     register_datasets(registry)
     store = ModelStore(tmp_path / "models")
-    config = TrainConfig(model=str(tiny_model), dataset="tiny-sft@1", output="tiny-expert", epochs=3,
-                         micro_batch_size=2, learning_rate=1e-3)  # fmt: skip
+    config = TrainConfig(
+        model=str(tiny_model),
+        dataset="tiny-sft@1",
+        output="tiny-expert",
+        epochs=3,
+        micro_batch_size=2,
+        learning_rate=1e-3,
+    )
     result = run_training(prepare_training(config, registry, store), store, log=lambda _: None)
     record = store.record("tiny-expert")
     assert record["kind"] == "sft"
@@ -223,8 +252,17 @@ def test_ray_train_ddp_two_workers(
 ) -> None:
     register_datasets(registry)
     store = ModelStore(tmp_path / "models")
-    config = TrainConfig(model=str(tiny_model), dataset="tiny-pref@1", method="dpo", output="ddp-expert",
-                         num_workers=2, epochs=4, micro_batch_size=3, learning_rate=3e-3, torch_threads=1)  # fmt: skip
+    config = TrainConfig(
+        model=str(tiny_model),
+        dataset="tiny-pref@1",
+        method="dpo",
+        output="ddp-expert",
+        num_workers=2,
+        epochs=4,
+        micro_batch_size=3,
+        learning_rate=3e-3,
+        torch_threads=1,
+    )
     result = run_training(prepare_training(config, registry, store), store, log=lambda _: None)
     assert result.metrics["steps"] == 4
     assert result.metrics["last_loss"] < result.metrics["first_loss"]
@@ -238,12 +276,26 @@ def test_cli_train_sft(tiny_model: Path, tmp_path: Path) -> None:
     reg = tmp_path / "registry"
     register_datasets(Registry(reg))
     config = tmp_path / "sft.yaml"
-    config.write_text(yaml.safe_dump({"model": str(tiny_model), "dataset": "tiny-sft@1", "output": "cli-expert",
-                                      "epochs": 2, "micro_batch_size": 3}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tiny_model),
+                "dataset": "tiny-sft@1",
+                "output": "cli-expert",
+                "epochs": 2,
+                "micro_batch_size": 3,
+            }
+        )
+    )
     env = {**os.environ, "ASSAY_REGISTRY": str(reg), "ASSAY_HOME": str(tmp_path / "home")}
     assay = str(Path(sys.executable).parent / "assay")
-    result = subprocess.run([assay, "train", "sft", str(config), "--set", "learning_rate=0.001"],
-                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [assay, "train", "sft", str(config), "--set", "learning_rate=0.001"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "registered model cli-expert" in result.stdout
     shown = subprocess.run([assay, "models", "show", "cli-expert"], capture_output=True, text=True, env=env)
