@@ -13,14 +13,17 @@ from trainer.data import IGNORE
 def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of each next-token label, and the mask of positions that have one.
 
+    Only target positions go through the (vocabulary-wide) softmax, which keeps memory down
+    when most of a row is prompt or padding.
+
     Returns:
         (logps, mask), both of shape (batch, length - 1); logps is 0 where mask is False.
     """
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    picked = logps.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return picked * mask, mask
+    picked = -F.cross_entropy(logits[:, :-1][mask].float(), targets[mask], reduction="none")
+    logps = torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device)
+    return logps.masked_scatter(mask, picked), mask
 
 
 def sequence_logps(
