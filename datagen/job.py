@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datagen.errors import AssayError
-from datagen.outputs import dead_letter_rows, finished_rows, project_for_kind
+from datagen.outputs import check_output_rows, dead_letter_rows, finished_rows, project_for_kind
 from datagen.sources import Source, load_source
 from datagen.spec import LoadedSpec
 from datagen.stages import Stage, build_stages, check_columns
@@ -22,7 +22,7 @@ from datagen.stages.base import LIGHT_TASK_CPUS
 from datagen.stages.generate import GenerateStage
 from datasets_registry import Lineage, Registry, canonical_hash
 from datasets_registry.kinds import REQUIRED_COLUMNS
-from trainer.model_store import ModelStore
+from trainer.model_store import ModelStore, ResolvedModel
 
 if TYPE_CHECKING:
     import ray.data
@@ -52,6 +52,7 @@ class JobReport:
     rows_failed: int = 0
     outputs: list[OutputReport] = field(default_factory=list)
     dead_letter: OutputReport | None = None
+    skipped: list[str] = field(default_factory=list)  # outputs with no rows: nothing registered
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -84,8 +85,25 @@ def prepare_job(loaded: LoadedSpec, registry: Registry, store: ModelStore) -> Pr
                 f"{loaded.path}: outputs.{index}: kind {output.kind!r} needs column(s) "
                 f"{', '.join(missing)}, which no stage writes"
             )
+    generators = [stage for stage in stages if isinstance(stage, GenerateStage)]
+    if any(o.kind == "preference" for o in spec.outputs) and any(g.sampling.n < 2 for g in generators):
+        raise AssayError(f"{loaded.path}: a preference output needs sampling.n >= 2 to have pairs")
+    for stage in generators:
+        check_chat_template(stage.model, f"{loaded.path}: stage {stage.name!r}")
     job_id = f"{spec.name}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return PreparedJob(loaded, stages, source, job_id)
+
+
+def check_chat_template(model: ResolvedModel, where: str) -> None:
+    """Fail before Ray starts if the model's tokenizer cannot render chat prompts."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path, **model.load_kwargs())
+    except (OSError, ValueError) as err:
+        raise AssayError(f"{where}: cannot load the tokenizer of {model.ref!r}: {err}") from err
+    if tokenizer.chat_template is None:
+        raise AssayError(f"{where}: model {model.ref!r} has no chat template in its tokenizer")
 
 
 def start_ray(address: str | None, num_cpus: int | None) -> None:
@@ -118,6 +136,8 @@ def run_job(
     ds = job.source.to_ray()
     for stage in job.stages:
         ds = stage.apply(ds)
+    for output in spec.outputs:  # a row its output kind would refuse becomes a dead letter
+        ds = _map(ds, lambda t, o=output: check_output_rows(t, o.kind, o.dataset))
     result = ds.materialize()
     report = JobReport(job_id=job.job_id, pipeline=spec.name)
     report.rows_in = result.count()
@@ -131,11 +151,7 @@ def run_job(
         sources=[job.source.identity],
         metrics={"rows_in": report.rows_in, "usage": report.usage},
     )
-    finished = _map(result, finished_rows)
-    for output in spec.outputs:
-        rows = _map(finished, lambda t, kind=output.kind: project_for_kind(t, kind))
-        version = registry.write(output.dataset, rows, kind=output.kind, lineage=lineage, mode=output.mode)
-        report.outputs.append(OutputReport(output.dataset, output.kind, version.version, version.num_rows))
+    # Dead letters first: if an output write fails, the failed rows are already kept.
     dead = _map(result, lambda t: dead_letter_rows(t, job.job_id)).materialize()
     report.rows_failed = dead.count()
     if report.rows_failed:
@@ -143,6 +159,14 @@ def run_job(
             spec.dead_letter_dataset, dead, kind="generic", lineage=lineage, mode="append"
         )
         report.dead_letter = OutputReport(version.name, "generic", version.version, report.rows_failed)
+    finished = _map(result, finished_rows)
+    for output in spec.outputs:
+        rows = _map(finished, lambda t, kind=output.kind: project_for_kind(t, kind)).materialize()
+        if rows.count() == 0:
+            report.skipped.append(output.dataset)
+            continue
+        version = registry.write(output.dataset, rows, kind=output.kind, lineage=lineage, mode=output.mode)
+        report.outputs.append(OutputReport(output.dataset, output.kind, version.version, version.num_rows))
     report.wall_s = time.monotonic() - started
     return report
 

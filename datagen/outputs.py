@@ -1,15 +1,21 @@
-"""Turn a job's finished rows into registry datasets: one projection per output kind, and the
-dead-letter rows."""
+"""Turn a job's finished rows into registry datasets: one projection per output kind, checked
+row by row against the kind, and the dead-letter rows."""
 
 import functools
-import json
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datagen.stages.base import ERROR_COLUMN, ERROR_COLUMNS, ERROR_STAGE_COLUMN
-from datasets_registry import canonical_hash
+from datagen.stages.base import (
+    ERROR_COLUMN,
+    ERROR_COLUMNS,
+    ERROR_STAGE_COLUMN,
+    FAILED_ROW_COLUMN,
+    mark_failed,
+)
+from datasets_registry import RegistryError, content_id
 from datasets_registry.kinds import COMMON_COLUMNS, REQUIRED_COLUMNS
+from datasets_registry.validation import validate_rows
 
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -36,35 +42,60 @@ def project_for_kind(table: pa.Table, kind: str) -> pa.Table:
     """The rows of `table` that have every column `kind` requires, in the kind's columns.
 
     `id` becomes a hash of the required columns' content (stable across runs for the same
-    data); the id of the row it came from is kept as `source_id`.
+    data); the id of the row it came from is kept as `source_id`. Kinds without required
+    columns (`generic`) keep every column but the error bookkeeping.
     """
     required = list(REQUIRED_COLUMNS[kind])
-    if not required:  # generic and prompts keep every column but the error bookkeeping
+    if not required:
         return table.drop_columns([c for c in ERROR_COLUMNS if c in table.column_names])
     mask = functools.reduce(pc.and_kleene, [pc.is_valid(table[c]) for c in required])
     kept = table.filter(mask)
     common = [c for c in COMMON_COLUMNS if c in kept.column_names and c != "id"]
     out = kept.select(required + common)
-    ids = [canonical_hash(row)[:16] for row in kept.select(required).to_pylist()]
+    ids = [content_id(row) for row in kept.select(required).to_pylist()]
     out = out.append_column("id", pa.array(ids, type=pa.string()))
     if "id" in kept.column_names:
         out = out.append_column("source_id", kept["id"].cast(pa.string()))
     return out
 
 
+def check_output_rows(table: pa.Table, kind: str, output: str) -> pa.Table:
+    """Mark rows of `table` that the `kind` would refuse as failed at stage `output:NAME`.
+
+    The whole block is checked at once; only when it fails is each row checked alone, so one
+    bad row goes to the dead letters instead of refusing the job's whole output.
+    """
+    projected = project_for_kind(table, kind)
+    try:
+        validate_rows(kind, projected, dataset=output)
+        return table
+    except RegistryError:
+        pass
+    failures = {}
+    for index in range(table.num_rows):
+        row = project_for_kind(table.slice(index, 1), kind)
+        try:
+            validate_rows(kind, row, dataset=output)
+        except RegistryError as err:
+            failures[index] = f"RegistryError: {err}"
+    return mark_failed(table, failures, f"output:{output}")
+
+
 def dead_letter_rows(table: pa.Table, job_id: str) -> pa.Table:
-    """Failed rows as dead letters: id, job, stage, error and the row as JSON."""
+    """Failed rows as dead letters: id, job, stage, error and the row as it was when it failed."""
     failed = failed_rows(table)
-    payload = failed.drop_columns(list(ERROR_COLUMNS))
-    rows = [json.dumps(row, ensure_ascii=False, default=str) for row in payload.to_pylist()]
-    ids = failed["id"].cast(pa.string()) if "id" in failed.column_names else pa.nulls(len(rows), pa.string())
+    ids = (
+        failed["id"].cast(pa.string())
+        if "id" in failed.column_names
+        else pa.nulls(failed.num_rows, pa.string())
+    )
     return pa.table(
         {
             "id": ids,
-            "job_id": pa.array([job_id] * len(rows), type=pa.string()),
+            "job_id": pa.array([job_id] * failed.num_rows, type=pa.string()),
             "stage": failed[ERROR_STAGE_COLUMN],
             "error": failed[ERROR_COLUMN],
-            "row": pa.array(rows, type=pa.string()),
+            "row": failed[FAILED_ROW_COLUMN],
         },
         schema=DEAD_LETTER_SCHEMA,
     )

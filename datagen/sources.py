@@ -13,10 +13,13 @@ import pyarrow.parquet as pq
 
 from datagen.errors import AssayError
 from datagen.stages.base import ERROR_COLUMNS, LIGHT_TASK_CPUS, set_column
-from datasets_registry import DatasetVersion, Registry, RegistryError, canonical_hash
+from datasets_registry import DatasetVersion, Registry, RegistryError, content_id
 
 if TYPE_CHECKING:
     import ray.data
+
+
+BLOCK_ROWS = 32  # rows per Ray block of a file source
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,10 @@ class Source:
         import ray.data
 
         if self.table is not None:
-            return ray.data.from_arrow(prepare_rows(self.table))
+            # Several blocks, so that several model replicas each get work.
+            table = prepare_rows(self.table)
+            blocks = [table.slice(i, BLOCK_ROWS) for i in range(0, table.num_rows, BLOCK_ROWS)]
+            return ray.data.from_arrow(blocks)
         assert self.version is not None
         ds = self.version.to_ray()
         if self.limit is not None:
@@ -45,7 +51,7 @@ class Source:
 def prepare_rows(table: pa.Table) -> pa.Table:
     """Add a content-derived `id` where missing, and empty error columns."""
     if "id" not in table.column_names:
-        ids = [canonical_hash(row)[:16] for row in table.to_pylist()]
+        ids = [content_id(row) for row in table.to_pylist()]
         table = table.append_column("id", pa.array(ids, type=pa.string()))
     for name, arrow_type in ERROR_COLUMNS.items():
         table = set_column(table, name, pa.nulls(table.num_rows, type=arrow_type))
@@ -53,14 +59,18 @@ def prepare_rows(table: pa.Table) -> pa.Table:
 
 
 def read_jsonl(path: Path) -> pa.Table:
-    """Read a JSONL file of objects; a bad line is an error naming the file and line."""
+    """Read a JSONL file of objects (columns: the union of all keys); a bad line is an error
+    naming the file and line."""
     rows = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+    with path.open("rb") as lines:  # decode line by line, so an error names its line
+        for number, raw in enumerate(lines, start=1):
             try:
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
                 row = json.loads(line)
+            except UnicodeDecodeError as err:
+                raise AssayError(f"{path}:{number}: not UTF-8: {err.reason}") from err
             except json.JSONDecodeError as err:
                 raise AssayError(f"{path}:{number}: invalid JSON: {err.msg}") from err
             if not isinstance(row, dict):
@@ -69,7 +79,7 @@ def read_jsonl(path: Path) -> pa.Table:
     if not rows:
         raise AssayError(f"{path}: no rows")
     try:
-        return pa.Table.from_pylist(rows)
+        return pa.Table.from_struct_array(pa.array(rows))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise AssayError(f"{path}: rows disagree on a column's type: {err}") from err
 
@@ -86,7 +96,10 @@ def load_source(path: Path | None, dataset: str | None, limit: int | None, regis
     if not path.is_file():
         raise AssayError(f"source.path: file not found: {path}")
     if path.suffix == ".parquet":
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise AssayError(f"source.path: {path}: not a readable Parquet file: {err}") from err
     elif path.suffix in (".jsonl", ".json"):
         table = read_jsonl(path)
     else:

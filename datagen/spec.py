@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from datagen.engines.config import EngineConfig, SamplingConfig, StrictModel
 from datagen.errors import AssayError
@@ -83,22 +83,24 @@ StageSpec = Annotated[
 ]
 
 
+def _dataset_name(value: str) -> str:
+    try:
+        return check_name(value)
+    except RegistryError as err:
+        raise ValueError(str(err)) from err
+
+
+DatasetName = Annotated[str, AfterValidator(_dataset_name)]
+
+
 class OutputSpec(StrictModel):
     """A registered dataset the job writes: the rows that fit `kind`."""
 
-    dataset: str = Field(description="Dataset name in the registry.")
+    dataset: DatasetName = Field(description="Dataset name in the registry.")
     kind: Kind = Field(description="Dataset kind; its required columns select the rows.")
     mode: Literal["overwrite", "append"] = Field(
         "overwrite", description="New version holds only this job's rows, or adds to the last."
     )
-
-    @field_validator("dataset")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        try:
-            return check_name(value)
-        except RegistryError as err:
-            raise ValueError(str(err)) from err
 
 
 class RaySpec(StrictModel):
@@ -111,21 +113,24 @@ class RaySpec(StrictModel):
 class PipelineSpec(StrictModel):
     """A generation job: source rows, stages, and the datasets it registers."""
 
-    name: str = Field(description="Pipeline name (used for job ids and the dead-letter dataset).")
+    name: DatasetName = Field(description="Pipeline name (used for job ids and the dead-letter dataset).")
     description: str = ""
     source: SourceSpec
     stages: list[StageSpec] = Field(min_length=1)
     outputs: list[OutputSpec] = Field(min_length=1)
-    dead_letter: str | None = Field(None, description="Dead-letter dataset name; default `NAME-dead-letter`.")
+    dead_letter: DatasetName | None = Field(
+        None, description="Dead-letter dataset name; default `NAME-dead-letter`."
+    )
     ray: RaySpec = Field(default_factory=RaySpec)
 
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        try:
-            return check_name(value)
-        except RegistryError as err:
-            raise ValueError(str(err)) from err
+    @model_validator(mode="after")
+    def _distinct_datasets(self) -> "PipelineSpec":
+        names = [output.dataset for output in self.outputs] + [self.dead_letter_dataset]
+        _dataset_name(self.dead_letter_dataset)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"outputs and the dead-letter dataset must differ; repeated: {repeated}")
+        return self
 
     @property
     def dead_letter_dataset(self) -> str:
@@ -192,7 +197,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
     if not path.is_file():
         raise AssayError(f"pipeline spec not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise AssayError(f"{path}: not UTF-8: {err.reason}") from err
     except yaml.YAMLError as err:
         raise AssayError(f"{path}: malformed YAML: {err}") from err
     if not isinstance(raw, dict):

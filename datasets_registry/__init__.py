@@ -2,7 +2,7 @@
 
 from datasets_registry.catalog import VersionInfo
 from datasets_registry.errors import RegistryError
-from datasets_registry.lineage import Lineage, canonical_hash
+from datasets_registry.lineage import Lineage, canonical_hash, content_id
 from datasets_registry.registry import DatasetVersion, Registry
 
-__all__ = ["DatasetVersion", "Lineage", "Registry", "RegistryError", "VersionInfo", "canonical_hash"]
+__all__ = ["DatasetVersion", "Lineage", "Registry", "RegistryError", "VersionInfo", "canonical_hash", "content_id"]

@@ -32,6 +32,11 @@ class Lineage(BaseModel):
     )
 
 
+def content_id(value: Any) -> str:
+    """A row id derived from content: the first 16 hex digits of `canonical_hash`."""
+    return canonical_hash(value)[:16]
+
+
 def canonical_hash(value: Any) -> str:
     """sha256 hex digest of the canonical JSON form of `value` (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

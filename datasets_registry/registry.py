@@ -3,7 +3,7 @@
 Layout under the root (a local path or an object-store URI):
 `datasets/NAME.lance` holds the data, one Lance version per registry version, with Lance tags;
 `_catalog/versions.lance` records each registered version with its kind and lineage. A version
-is visible only once its catalog row is committed.
+is visible only once its catalog row is committed. Nothing is created until the first write.
 """
 
 from __future__ import annotations
@@ -32,16 +32,22 @@ if TYPE_CHECKING:
 
 WriteMode = Literal["overwrite", "append"]
 
-# How long gc leaves a Lance version that no catalog row names yet (a write in flight).
+# How long a Lance version that no catalog row names yet counts as a write in flight: gc leaves
+# it alone, and an append builds on it. Older, it is an orphan of a writer that died.
 UNREGISTERED_GRACE = timedelta(hours=1)
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """`moment` in UTC; a naive one is local time, as Lance's `versions()` timestamps are."""
+    return moment if moment.tzinfo else moment.astimezone(UTC)
 
 
 def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
+
+
+def _cannot_read(filter: str | None) -> str:
+    return "cannot read" if filter is None else f"cannot read with filter {filter!r}"
 
 
 @dataclass(frozen=True)
@@ -90,19 +96,36 @@ class DatasetVersion:
         try:
             return self.to_lance().to_table(columns=columns, filter=filter, limit=limit)
         except (ValueError, OSError) as err:
-            raise RegistryError(f"{self.ref}: cannot read with filter {filter!r}: {err}") from err
+            raise RegistryError(f"{self.ref}: {_cannot_read(filter)}: {err}") from err
 
     def head(self, n: int = 5) -> pa.Table:
         """The first `n` rows."""
         return self.to_arrow(limit=n)
 
     def sample(self, n: int = 10, where: str | None = None, seed: int = 0) -> pa.Table:
-        """`n` rows drawn at random (reproducibly, by `seed`) among those matching `where`."""
-        import polars as pl
+        """`n` rows drawn at random (reproducibly, by `seed`) among those matching `where`.
 
-        frame = pl.from_arrow(self.to_arrow(filter=where))
-        assert isinstance(frame, pl.DataFrame)
-        return frame.sample(min(n, frame.height), seed=seed).to_arrow()
+        Only the offsets of the matching rows are read, then the drawn rows are taken by offset,
+        so a sample of a large version costs little more than its `n` rows. Rows come in
+        dataset order.
+        """
+        import numpy as np
+
+        if n < 1:
+            raise RegistryError(f"{self.ref}: cannot sample {n} rows; ask for at least 1")
+        dataset = self.to_lance()
+        try:
+            if where is None:
+                offsets = None
+                total = dataset.count_rows()
+            else:
+                offsets = dataset.to_table(columns=["_rowoffset"], filter=where)["_rowoffset"].to_numpy()
+                total = len(offsets)
+        except (ValueError, OSError) as err:
+            raise RegistryError(f"{self.ref}: {_cannot_read(where)}: {err}") from err
+        picks = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
+        rows = picks if offsets is None else offsets[picks]
+        return dataset.take([int(row) for row in rows])
 
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
         """Read this version as a polars DataFrame."""
@@ -152,9 +175,10 @@ class Registry:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
         if "://" not in self.root:
-            # Absolute, because Ray workers that read and write it run in other folders.
+            # Absolute, because Ray workers that read and write it run in other folders. No
+            # folder is made here: reading a mistyped root must change nothing, and Lance
+            # creates the folders it writes.
             self.root = os.path.abspath(self.root)
-            os.makedirs(self.root, exist_ok=True)
         self.catalog = Catalog(_join(self.root, "_catalog", "versions.lance"))
 
     def dataset_uri(self, name: str) -> str:
@@ -241,6 +265,13 @@ class Registry:
             mode: "overwrite" makes the new version hold exactly `data`; "append" adds to
                 the previous version's rows (the schemas must match).
 
+        An append builds on the latest Lance version. When that version has no catalog row
+        and is older than `UNREGISTERED_GRACE`, it is the orphan of a writer that died between
+        its commit and its catalog row: the latest registered version is restored first, so
+        the orphan's rows do not leak into this one. A younger unregistered version may be a
+        writer still in flight, about to register it; the append builds on it (Lance rebases
+        concurrent appends), so if that writer dies after all, its rows are in this version.
+
         Returns:
             The registered version.
         """
@@ -251,14 +282,23 @@ class Registry:
             schema = data.schema
         else:
             schema = storage.ray_schema(data, name)
-        if mode == "append" and storage.exists(uri):
-            current = lance.dataset(uri).schema
+        base = self._orphan_base(name, uri) if mode == "append" else None
+        if mode == "append" and storage.exists(uri) and base != storage.NO_ROWS:
+            current = lance.dataset(uri, version=base).schema
             if current != schema:
                 raise RegistryError(
                     f"cannot append to {name!r}: its schema is\n{current}\nbut the new rows have\n{schema}"
                 )
         if isinstance(data, pa.Table):
             validate_rows(kind, data, dataset=name)
+        if base is not None:
+            # Before the fragments, which Lance writes against the latest schema. Checked again
+            # just before the restore: an append committed between the check and the restore
+            # would drop out of the latest version, so that window is kept short.
+            base = self._orphan_base(name, uri)
+            if base is not None:
+                storage.restore(uri, base, schema)
+        if isinstance(data, pa.Table):
             fragments = storage.write_table_fragments(data, uri, mode)
         else:
             schema, fragments = storage.write_ray_fragments(data, uri, kind, name, mode)
@@ -266,6 +306,25 @@ class Registry:
         num_rows = lance.dataset(uri, version=version).count_rows()
         self.catalog.append(name, version, kind, num_rows, lineage)
         return self.open(f"{name}@{version}")
+
+    def _orphan_base(self, name: str, uri: str) -> int | None:
+        """The version an append must build on instead of an orphaned latest Lance version.
+
+        Returns:
+            None when the latest Lance version is registered or in flight (younger than
+            `UNREGISTERED_GRACE`); else the latest registered version, or `storage.NO_ROWS`
+            when none is registered.
+        """
+        if not storage.exists(uri):
+            return None
+        dataset = lance.dataset(uri)
+        registered = [info.version for info in self.catalog.rows(name)]
+        if dataset.version in registered:
+            return None
+        created = next(v["timestamp"] for v in dataset.versions() if v["version"] == dataset.version)
+        if _aware(created) >= datetime.now(UTC) - UNREGISTERED_GRACE:
+            return None
+        return registered[-1] if registered else storage.NO_ROWS
 
     def diff(self, old: str, new: str) -> DatasetDiff:
         """Diff two references (two versions of one dataset, or two datasets)."""

@@ -1,8 +1,9 @@
 """Lance writes in two steps: data fragments first, then one atomic commit.
 
 Until the commit nothing is visible, so a writer killed mid-write leaves the previous version
-intact (its orphan files are removed by `cleanup`). Appends that race are rebased by Lance's
-commit (appends do not conflict); overwrites each become a version of their own.
+intact; the data files it wrote stay on disk, unreferenced by any version. A write refused by
+validation removes the files it wrote. Appends that race are rebased by Lance's commit (appends
+do not conflict); overwrites each become a version of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import lance
 import lance.fragment
 import pyarrow as pa
+import pyarrow.fs
 
 from datasets_registry.errors import RegistryError
 from datasets_registry.validation import validate_rows
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 
 # Ray CPUs for a fragment-writing task: I/O bound, and must not starve model actors.
 WRITE_TASK_CPUS = 0.25
+
+# The version `restore` takes to mean "no rows at all" (Lance versions start at 1).
+NO_ROWS = 0
 
 
 def exists(uri: str) -> bool:
@@ -87,11 +92,32 @@ def write_ray_fragments(
     results = data.map_batches(
         write_block, batch_format="pyarrow", batch_size=None, num_cpus=WRITE_TASK_CPUS
     ).take_all()
+    fragments = [f for row in results if row["fragments"] is not None for f in pickle.loads(row["fragments"])]
     errors = [row["error"] for row in results if row["error"] is not None]
     if errors:
+        # The blocks that passed wrote fragments no version will reference: remove their files.
+        delete_fragment_files(uri, fragments)
         raise RegistryError(errors[0].replace("row ", "row (in its block) ", 1))
-    fragments = [f for row in results for f in pickle.loads(row["fragments"])]
     return schema, fragments
+
+
+def delete_fragment_files(uri: str, fragments: list[lance.FragmentMetadata]) -> None:
+    """Delete the data files of uncommitted fragments (they live under `<uri>/data/`)."""
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(uri)
+    for fragment in fragments:
+        for data_file in fragment.files:
+            try:
+                filesystem.delete_file(f"{root.rstrip('/')}/data/{data_file.path}")
+            except FileNotFoundError:
+                pass
+
+
+def restore(uri: str, version: int, schema: pa.Schema) -> None:
+    """Make `version` the latest again, as a new version (`NO_ROWS`: a new version with none)."""
+    if version == NO_ROWS:
+        lance.LanceDataset.commit(uri, lance.LanceOperation.Overwrite(schema, []))
+    else:
+        lance.dataset(uri, version=version).restore()
 
 
 def commit(uri: str, schema: pa.Schema, fragments: list[lance.FragmentMetadata], mode: str) -> int:

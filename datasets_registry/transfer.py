@@ -1,10 +1,15 @@
 """Export a version to JSONL, Parquet or a Hugging Face dataset folder; import files as a
-new version. Both stream batch by batch, so size is bounded by a batch, not the dataset."""
+new version.
+
+Export streams batch by batch, so its memory is bounded by a batch, not the dataset. Import
+reads the whole file (or folder) into one Arrow table before the checked write.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +30,14 @@ def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path) -> Pa
     `hf` writes a folder in the Hugging Face Hub layout (`data/train-00000-of-00001.parquet`
     and a README dataset card with the lineage), loadable with `datasets.load_dataset(dest)`.
 
+    Missing parent folders of `dest` are created.
+
     Returns:
         The file or folder written.
     """
+    if fmt not in ("jsonl", "parquet", "hf"):
+        raise RegistryError(f"unknown export format {fmt!r}; formats: jsonl, parquet, hf")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     batches = version.to_lance().to_batches()
     if fmt == "jsonl":
         with dest.open("w", encoding="utf-8") as out:
@@ -38,17 +48,15 @@ def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path) -> Pa
     if fmt == "parquet":
         _write_parquet(batches, version.schema, dest)
         return dest
-    if fmt == "hf":
-        (dest / "data").mkdir(parents=True, exist_ok=True)
-        _write_parquet(batches, version.schema, dest / "data" / "train-00000-of-00001.parquet")
-        (dest / "README.md").write_text(_dataset_card(version))
-        return dest
-    raise RegistryError(f"unknown export format {fmt!r}; formats: jsonl, parquet, hf")
+    (dest / "data").mkdir(parents=True, exist_ok=True)
+    _write_parquet(batches, version.schema, dest / "data" / "train-00000-of-00001.parquet")
+    (dest / "README.md").write_text(_dataset_card(version))
+    return dest
 
 
-def _write_parquet(batches: object, schema: pa.Schema, path: Path) -> None:
+def _write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
     with pq.ParquetWriter(path, schema) as writer:
-        for batch in batches:  # type: ignore[attr-defined]
+        for batch in batches:
             writer.write_batch(batch)
 
 
@@ -62,15 +70,27 @@ def _dataset_card(version: DatasetVersion) -> str:
     )
 
 
-def read_file(src: Path) -> pa.Table:
-    """Read a JSONL or Parquet file (or a Hugging Face folder of Parquet files)."""
+def source_files(src: Path) -> list[Path]:
+    """The files an import of `src` reads.
+
+    For a folder: the train split of the Hugging Face layout (`data/train-*.parquet`) when
+    there is one, else every `.parquet` file under it.
+    """
     if not src.exists():
         raise RegistryError(f"import: {src} does not exist")
+    if not src.is_dir():
+        return [src]
+    files = sorted(src.glob("data/train-*.parquet")) or sorted(src.rglob("*.parquet"))
+    if not files:
+        raise RegistryError(f"import: no .parquet files under {src}")
+    return files
+
+
+def read_file(src: Path) -> pa.Table:
+    """Read a JSONL or Parquet file, or a folder of Parquet files (see `source_files`)."""
+    files = source_files(src)
     try:
         if src.is_dir():
-            files = sorted(src.rglob("*.parquet"))
-            if not files:
-                raise RegistryError(f"import: no .parquet files under {src}")
             return pa.concat_tables([pq.read_table(f) for f in files])
         if src.suffix == ".parquet":
             return pq.read_table(src)
@@ -82,10 +102,13 @@ def read_file(src: Path) -> pa.Table:
 
 
 def import_file(registry: Registry, src: Path, name: str, kind: str) -> DatasetVersion:
-    """Register the rows of `src` as a new version of `name`, with the file as its source."""
+    """Register the rows of `src` as a new version of `name`, with the file as its source.
+
+    The source's sha256 covers the files read (see `source_files`).
+    """
     table = read_file(src)
     digest = hashlib.sha256()
-    for file in [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file()):
+    for file in source_files(src):
         digest.update(file.read_bytes())
     lineage = Lineage(sources=[f"file:{src.resolve()}#sha256={digest.hexdigest()}"])
     return registry.write(name, table, kind=kind, lineage=lineage)

@@ -63,19 +63,36 @@ def _check_messages(array: pa.Array, column: str, *, last_role: str | None) -> N
 
 
 def _check_range(array: pa.Array, column: str, low: float, high: float, *, nullable: bool) -> None:
+    if nullable and pa.types.is_null(array.type):
+        return  # every value null: Arrow infers the null type
     if not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type)):
         raise RowError(0, column, f"has type {array.type}; expected a number")
     if not nullable:
         _not_null(array, column)
-    row = _first(pc.or_(pc.less(array, low), pc.greater(array, high)))
+    outside = pc.or_(pc.less(array, low), pc.greater(array, high))
+    if pa.types.is_floating(array.type):
+        outside = pc.or_(outside, pc.is_nan(array))  # NaN compares false both ways
+    row = _first(outside)
     if row is not None:
         raise RowError(row, column, f"is {array[row].as_py()}, outside [{low}, {high}]")
 
 
-def _check_text(array: pa.Array, column: str) -> None:
+def _check_text(array: pa.Array, column: str, *, nullable: bool = False) -> None:
+    if nullable and pa.types.is_null(array.type):
+        return  # every value null: Arrow infers the null type
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         raise RowError(0, column, f"has type {array.type}; expected a string")
+    if not nullable:
+        _not_null(array, column)
+
+
+def _check_stage(array: pa.Array, column: str) -> None:
+    if not pa.types.is_integer(array.type):
+        raise RowError(0, column, f"has type {array.type}; expected an integer (1 or 2)")
     _not_null(array, column)
+    row = _first(pc.invert(pc.is_in(array, value_set=pa.array([1, 2], array.type))))
+    if row is not None:
+        raise RowError(row, column, f"is {array[row].as_py()}; expected 1 or 2")
 
 
 def _check_prompt(array: pa.Array, column: str) -> None:
@@ -98,13 +115,13 @@ def _check_rows(kind: str, table: pa.Table) -> None:
         _check_messages(column["rejected"], "rejected", last_role="assistant")
     if kind == "rm_pairs":
         _check_range(column["label"], "label", 0.0, 1.0, nullable=False)
-        _not_null(column["stage"], "stage")
-        row = _first(pc.invert(pc.is_in(column["stage"], value_set=pa.array([1, 2]))))
-        if row is not None:
-            raise RowError(row, "stage", f"is {column['stage'][row].as_py()}; expected 1 or 2")
+        _check_stage(column["stage"], "stage")
     if kind == "code":
         _check_prompt(column["prompt"], "prompt")
         _check_text(column["language"], "language")
+        _check_text(column["tests"], "tests")
+        _check_text(column["solution"], "solution", nullable=True)
+        _check_text(column["verdict"], "verdict", nullable=True)
         _check_range(column["pass_rate"], "pass_rate", 0.0, 1.0, nullable=True)
 
 

@@ -6,9 +6,9 @@ No hub is contacted: embedded models come from PyPI packages that carry their we
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from datasets_registry.refs import NAME_PATTERN
 
 
 class ModelStoreError(LookupError):
@@ -50,8 +52,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "assay_model.json"
 
-
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# Model names follow the dataset name rules. The alias stays for callers that import it.
+MODEL_NAME = NAME_PATTERN
 
 
 class ModelLineage(BaseModel):
@@ -128,10 +130,12 @@ class ModelStore:
     def register(self, name: str, folder: Path, *, kind: str, lineage: ModelLineage) -> Path:
         """Move a finished checkpoint folder into the store under `name`, with its lineage.
 
-        The move is a rename on the same file system, so a stored model appears whole or not at
-        all; an existing name is never overwritten.
+        The folder is moved (or, from another file system, copied, then removed) into a
+        staging folder under the store, its record is written there, and the staging folder is
+        renamed to the target: a stored model appears whole or not at all. An existing name is
+        never overwritten, and on any failure the caller's folder is left as it was.
         """
-        if not MODEL_NAME.match(name):
+        if not NAME_PATTERN.match(name):
             raise ModelStoreError(f"invalid model name {name!r}: lowercase letters, digits, '.', '_', '-'")
         target = self.path(name)
         if target.exists():
@@ -144,14 +148,37 @@ class ModelStore:
             "created_at": datetime.now(UTC).isoformat(),
             "lineage": lineage.model_dump(mode="json"),
         }
-        (folder / META_FILE).write_text(json.dumps(record, indent=2))
         self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}."))
+        # A child of the mkdtemp folder, so the model keeps its own permissions, not 0700.
+        staged = staging / "model"
+        moved = False
         try:
-            folder.rename(target)
-        except OSError:  # another file system: copy beside the target, then rename
-            staged = self.root / f".{name}.partial"
-            shutil.copytree(folder, staged)
-            staged.rename(target)
+            try:
+                folder.rename(staged)
+                moved = True
+            except OSError as err:
+                if err.errno != errno.EXDEV:
+                    raise
+                shutil.copytree(folder, staged)  # another file system: copy beside the target
+            meta = staged / META_FILE
+            original = meta.read_bytes() if moved and meta.is_file() else None
+            try:
+                meta.write_text(json.dumps(record, indent=2))
+                staged.rename(target)
+            except BaseException:
+                if moved:  # give the caller back its folder as it was
+                    if original is None:
+                        meta.unlink(missing_ok=True)
+                    else:
+                        meta.write_bytes(original)
+                    staged.rename(folder)
+                raise
+        finally:
+            if not (moved and staged.exists()):  # never delete a moved checkpoint not given back
+                shutil.rmtree(staging, ignore_errors=True)
+        if not moved:
+            shutil.rmtree(folder)
         return target
 
     def resolve(self, ref: str) -> ResolvedModel:

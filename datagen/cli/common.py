@@ -1,6 +1,14 @@
 """What every command group shares: the console, the registry and model store in use."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from rich.console import Console
+
+if TYPE_CHECKING:  # imported lazily at run time, so `assay --help` stays instant
+    from datasets_registry import Registry
+    from trainer.model_store import ModelStore
 
 console = Console()
 err_console = Console(stderr=True)
@@ -12,7 +20,7 @@ class CliState:
     registry_root: str | None = None
 
 
-def open_registry():  # noqa: ANN201 - the import stays lazy so `assay --help` is instant
+def open_registry() -> Registry:
     """The registry named by --registry, $ASSAY_REGISTRY, or the default under $ASSAY_HOME."""
     from datagen.settings import default_registry_root
     from datasets_registry import Registry
@@ -20,7 +28,7 @@ def open_registry():  # noqa: ANN201 - the import stays lazy so `assay --help` i
     return Registry(CliState.registry_root or default_registry_root())
 
 
-def open_model_store():  # noqa: ANN201 - lazy import, as above
+def open_model_store() -> ModelStore:
     """The model store under $ASSAY_HOME."""
     from datagen.settings import model_store_dir
     from trainer.model_store import ModelStore

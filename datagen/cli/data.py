@@ -106,7 +106,7 @@ Width = Annotated[int, typer.Option(help="Cut strings longer than this (0: never
 @app.command("head")
 def head(
     ref: Ref,
-    n: Annotated[int, typer.Option("-n", help="Number of rows.")] = 5,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of rows.")] = 5,
     width: Width = 300,
 ) -> None:
     """Print the first rows of a version as JSON."""
@@ -117,7 +117,7 @@ def head(
 def sample(
     ref: Ref,
     where: Annotated[str | None, typer.Option(help="SQL filter, e.g. \"language = 'fr'\".")] = None,
-    n: Annotated[int, typer.Option("-n", help="Number of rows.")] = 10,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of rows.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     width: Width = 300,
 ) -> None:
@@ -170,12 +170,12 @@ def diff(
 @app.command("lineage")
 def lineage(ref: Ref) -> None:
     """The graph back to the sources: jobs, specs, models and source dataset versions."""
-    from datasets_registry.lineage import LineageNode, lineage_graph
+    from datasets_registry.lineage import Lineage, LineageNode, lineage_graph
 
     registry = open_registry()
     root = registry.open(ref)
 
-    def lookup(source: str):  # noqa: ANN202 - Lineage | None
+    def lookup(source: str) -> Lineage | None:
         try:
             return registry.open(source).info.lineage
         except Exception:  # noqa: BLE001 - a removed or foreign source is shown as such
@@ -203,7 +203,9 @@ def lineage(ref: Ref) -> None:
 @app.command("export")
 def export(
     ref: Ref,
-    dest: Annotated[Path, typer.Argument(help="File (jsonl, parquet) or folder (hf) to write.")],
+    dest: Annotated[
+        Path, typer.Argument(help="File (jsonl, parquet) or folder (hf) to write; parents are created.")
+    ],
     format: Annotated[str, typer.Option("--format", help="jsonl, parquet or hf.")] = "jsonl",
 ) -> None:
     """Export a version as JSONL, Parquet, or a Hugging Face dataset folder."""

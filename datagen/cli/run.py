@@ -37,6 +37,8 @@ def run(
     if report.dead_letter:
         table.add_row(report.dead_letter.ref, "dead letters", str(report.dead_letter.rows))
     console.print(table)
+    for name in report.skipped:
+        console.print(f"{name}: no rows fit its kind; nothing registered")
     console.print(
         f"{report.rows_in} rows in, {report.rows_in - report.rows_failed} finished, "
         f"{report.rows_failed} failed (dead letters) in {report.wall_s:.1f} s"

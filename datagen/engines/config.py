@@ -49,7 +49,7 @@ class EngineConfig(StrictModel):
     concurrency: int = Field(1, ge=1, description="Model replicas (Ray actors).")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica in Ray.")
     torch_threads: int | None = Field(
-        None, ge=1, description="Torch intra-op threads per replica (default: all cores / replicas)."
+        None, ge=1, description="Torch intra-op threads per replica (default: its num_cpus, rounded up)."
     )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype.")
     max_prompt_tokens: int = Field(

@@ -6,7 +6,7 @@ generates in one `generate` call; each of the `n` samples is one call at its own
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Sequence
 
 from datagen.engines.base import Completion
@@ -27,7 +27,8 @@ class HFEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        threads = config.torch_threads or max(1, (os.cpu_count() or 1) // config.concurrency)
+        # Default to the CPUs Ray reserved for this replica, not the whole node.
+        threads = config.torch_threads or max(1, math.ceil(config.num_cpus))
         torch.set_num_threads(threads)
         self.config = config
         self.model_id = model.ref
@@ -68,13 +69,14 @@ class HFEngine:
     def generate(
         self, conversations: Sequence[Conversation], sampling: SamplingConfig
     ) -> list[list[Completion]]:
-        """Sample `sampling.n` completions for each conversation, in one batch per sample."""
+        """Sample `sampling.n` completions for each conversation, in one batch per sample.
+
+        Prompts are not length-checked here; callers that need the limit call `check_prompt`.
+        """
         import torch
 
         if not conversations:
             return []
-        for conversation in conversations:
-            self.check_prompt(conversation)
         prompts = [self.render(c) for c in conversations]
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()

@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import Field
 
-from datagen.engines.config import EngineConfig, SamplingConfig, StrictModel
+from datagen.engines.config import EngineConfig, StrictModel
+
+DEFAULT_SAMPLING: dict[str, Any] = {"n": 4, "temperature": [0.3, 0.7, 1.0, 1.3]}
 
 
 class BestOfNParams(StrictModel):
@@ -17,8 +19,9 @@ class BestOfNParams(StrictModel):
     template: str = Field(description="User-turn template file, relative to the spec file.")
     system: str | None = Field(None, description="Optional system-turn template file.")
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(n=4, temperature=[0.3, 0.7, 1.0, 1.3])
+    sampling: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Sampling fields over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3).",
     )
     min_sft_score: float = Field(0.0, description="Best score an SFT row needs.")
     min_margin: float = Field(0.0, ge=0.0, description="Preference pairs need best - worst > this.")
@@ -35,7 +38,7 @@ def best_of_n(params: BestOfNParams) -> list[dict[str, Any]]:
             "type": "generate",
             "name": "generate",
             "engine": params.engine.model_dump(),
-            "sampling": params.sampling.model_dump(),
+            "sampling": {**DEFAULT_SAMPLING, **params.sampling},
         },
         {"type": "ifeval_verify", "name": "verify"},
         {

@@ -27,8 +27,11 @@ def build_stage(spec: StageSpec, index: int, loaded: LoadedSpec, store: ModelSto
         system = PromptTemplate(loaded.resolve(spec.system)) if spec.system else None
         return RenderStage(name, PromptTemplate(loaded.resolve(spec.template)), system, spec.output)
     if isinstance(spec, GenerateStageSpec):
+        ref = spec.engine.model
+        if not store.has(ref) and ("/" in ref or ref.endswith(".gguf")):
+            ref = str(loaded.resolve(ref))  # a path in a spec is relative to the spec file
         try:
-            model = store.resolve(spec.engine.model)
+            model = store.resolve(ref)
         except ModelStoreError as err:
             raise AssayError(f"{loaded.path}: stages.{index}.engine.model: {err}") from err
         return GenerateStage(name, spec.engine, spec.sampling, model, spec.input, spec.output)

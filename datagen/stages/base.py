@@ -1,24 +1,27 @@
 """Stages map a Ray Dataset to a Ray Dataset, declaring the columns they read and write.
 
-Every row carries two error columns. A row whose processing raises gets the stage name and the
-error in them; later stages pass it through untouched, and the job sends it to the dead-letter
-dataset. So one bad row never kills a job.
+Every row carries error columns. A row whose processing raises gets the stage name, the error
+and a JSON copy of itself as it was at that moment; later stages pass it through untouched,
+and the job sends it to the dead-letter dataset. So one bad row never kills a job.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     import ray.data
 
 ERROR_COLUMN = "_error"
 ERROR_STAGE_COLUMN = "_error_stage"
-ERROR_COLUMNS = {ERROR_COLUMN: pa.string(), ERROR_STAGE_COLUMN: pa.string()}
+FAILED_ROW_COLUMN = "_failed_row"  # the row as it was when it failed, as JSON, for retry
+ERROR_COLUMNS = {ERROR_COLUMN: pa.string(), ERROR_STAGE_COLUMN: pa.string(), FAILED_ROW_COLUMN: pa.string()}
 
 # Ray CPUs for cheap per-row work: whole-CPU tasks beside model actors stall a 2-core machine.
 LIGHT_TASK_CPUS = 0.1
@@ -71,26 +74,52 @@ def process_table(
     """Run `process_rows` on the rows of `table` that have no error yet and add its columns.
 
     Input columns keep their Arrow types; written columns get the declared types, so every
-    block of a dataset has the same schema. A result that is an exception marks its row failed.
+    block of a dataset has the same schema. A result that is an exception, or whose values do
+    not fit the declared types, marks its row failed and records the row as it was then.
+    Rows that are not processed keep an existing column's value where the types agree.
     """
     errors = table[ERROR_COLUMN].to_pylist()
-    error_stages = table[ERROR_STAGE_COLUMN].to_pylist()
     pending = [i for i, error in enumerate(errors) if error is None]
     rows = table.select(list(reads)).take(pending).to_pylist() if pending else []
     results = process_rows(rows) if rows else []
+    failures: dict[int, str] = {}
     columns: dict[str, list[Any]] = {name: [None] * table.num_rows for name in writes}
     for index, result in zip(pending, results, strict=True):
         if isinstance(result, Exception):
-            errors[index] = f"{type(result).__name__}: {result}"
-            error_stages[index] = stage_name
+            failures[index] = f"{type(result).__name__}: {result}"
             continue
-        for name in writes:
-            columns[name][index] = result[name]
+        try:
+            values = {name: pa.scalar(result[name], type=arrow_type) for name, arrow_type in writes.items()}
+        except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
+            failures[index] = f"{type(err).__name__}: output does not fit the stage's columns: {err}"
+            continue
+        for name, value in values.items():
+            columns[name][index] = value
     out = table
     for name, arrow_type in writes.items():
-        out = set_column(out, name, pa.array(columns[name], type=arrow_type))
-    out = set_column(out, ERROR_COLUMN, pa.array(errors, type=pa.string()))
-    return set_column(out, ERROR_STAGE_COLUMN, pa.array(error_stages, type=pa.string()))
+        new = pa.array([v.as_py() if v is not None else None for v in columns[name]], type=arrow_type)
+        if name in out.column_names and out.schema.field(name).type == arrow_type:
+            processed = pa.array([v is not None for v in columns[name]])
+            new = pc.if_else(processed, new, out[name].combine_chunks())
+        out = set_column(out, name, new)
+    return mark_failed(out, failures, stage_name)
+
+
+def mark_failed(table: pa.Table, failures: dict[int, str], stage_name: str) -> pa.Table:
+    """Record `failures` (row index -> error) with the stage and each failed row as JSON."""
+    if not failures:
+        return table
+    columns = {name: table[name].to_pylist() for name in ERROR_COLUMNS}
+    payload = table.drop_columns(list(ERROR_COLUMNS))
+    for index, error in failures.items():
+        columns[ERROR_COLUMN][index] = error
+        columns[ERROR_STAGE_COLUMN][index] = stage_name
+        columns[FAILED_ROW_COLUMN][index] = json.dumps(
+            payload.slice(index, 1).to_pylist()[0], ensure_ascii=False, default=str
+        )
+    for name, arrow_type in ERROR_COLUMNS.items():
+        table = set_column(table, name, pa.array(columns[name], type=arrow_type))
+    return table
 
 
 def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

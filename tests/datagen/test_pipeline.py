@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from datagen.errors import AssayError
 from datagen.job import prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
@@ -65,7 +66,10 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_model: Path, registry: Registr
     assert "'prompt' is undefined" in by_id["bad-template"]["error"]
     assert by_id["bad-instruction"]["stage"] == "verify"
     assert "en:made_up:instruction" in by_id["bad-instruction"]["error"]
-    assert json.loads(by_id["bad-instruction"]["row"])["instruction_id_list"] == ["en:made_up:instruction"]
+    failed_input = json.loads(by_id["bad-instruction"]["row"])
+    assert failed_input["instruction_id_list"] == ["en:made_up:instruction"]
+    assert failed_input["prompt"] == rows[1]["prompt"]  # the input as it was, for a retry
+    assert len(failed_input["completions"]) == 3
     assert {row["job_id"] for row in dead} == {report.job_id}
 
     sft = registry.open("tiny-sft@1")
@@ -94,8 +98,47 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_model: Path, registry: Registr
     assert lineage.metrics["usage"] == report.usage
 
 
+def test_a_job_where_every_row_fails_keeps_its_dead_letters(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None
+) -> None:
+    rows = [{**row, "prompt": None} for row in seed_rows(3)]
+    loaded = load_spec(write_pipeline(tmp_path, tiny_model, rows))
+    report = run_job(
+        prepare_job(loaded, registry, ModelStore(tmp_path / "models")), registry, log=lambda _: None
+    )
+    assert (report.rows_in, report.rows_failed, report.outputs) == (3, 3, [])
+    assert report.skipped == ["tiny-sft", "tiny-pref"]
+    assert registry.names() == ["tiny-bon-dead-letter"]
+    assert {row["stage"] for row in registry.open("tiny-bon-dead-letter").to_arrow().to_pylist()} == {
+        "render"
+    }
+
+
+def test_preference_output_needs_two_samples(tmp_path: Path, tiny_model: Path, registry: Registry) -> None:
+    loaded = load_spec(write_pipeline(tmp_path, tiny_model, seed_rows(2)), ["stages.1.sampling.n=1",
+                       "stages.1.sampling.temperature=0.5"])  # fmt: skip
+    with pytest.raises(AssayError, match="preference output needs sampling.n >= 2"):
+        prepare_job(loaded, registry, ModelStore(tmp_path / "models"))
+
+
+def test_model_without_chat_template_fails_before_ray(
+    tmp_path: Path, tiny_model: Path, registry: Registry
+) -> None:
+    import shutil
+
+    bare = tmp_path / "bare-model"
+    shutil.copytree(tiny_model, bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    loaded = load_spec(write_pipeline(tmp_path, bare, seed_rows(2)))
+    with pytest.raises(AssayError, match="has no chat template"):
+        prepare_job(loaded, registry, ModelStore(tmp_path / "models"))
+
+
 def run_cli(*args: str, registry: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ASSAY_REGISTRY": str(registry)}
+    env = {**os.environ, "ASSAY_REGISTRY": str(registry), "COLUMNS": "200"}
     return subprocess.run([str(ASSAY), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -108,7 +151,9 @@ def test_cli_runs_pipeline_and_inspects_results(tmp_path: Path, tiny_model: Path
     assert "tiny-sft@1" in result.stdout and "assay data show tiny-sft@1" in result.stdout
     assert Registry(reg).open("tiny-sft@1").to_arrow()["scores"].to_pylist()[0]["n"] == 2
     listing = run_cli("data", "list", registry=reg)
-    assert listing.returncode == 0 and "tiny-sft" in listing.stdout and "tiny-pref" in listing.stdout
+    assert listing.returncode == 0 and "tiny-sft" in listing.stdout
+    # A random tiny model rarely scores two samples differently: no pairs, nothing registered.
+    assert ("tiny-pref" in listing.stdout) != ("tiny-pref: no rows" in result.stdout)
     shown = run_cli("data", "show", "tiny-sft@1", registry=reg)
     assert shown.returncode == 0
     assert "kind=sft" in shown.stdout and "messages" in shown.stdout and "tiny-bon-" in shown.stdout

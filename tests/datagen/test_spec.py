@@ -108,3 +108,23 @@ def test_unknown_recipe_and_bad_params(tmp_path: Path) -> None:
     both = {**MINIMAL, "recipe": {"name": "best_of_n"}}
     with pytest.raises(AssayError, match="not both"):
         load_spec(write_spec(tmp_path, both))
+
+
+def test_dead_letter_and_output_names_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(AssayError, match=r"dead_letter: .*invalid dataset name"):
+        load_spec(write_spec(tmp_path, {**MINIMAL, "dead_letter": "Bad Name!"}))
+    same = {
+        **MINIMAL,
+        "outputs": [{"dataset": "out", "kind": "sft"}, {"dataset": "out", "kind": "preference"}],
+    }
+    with pytest.raises(AssayError, match=r"repeated: \['out'\]"):
+        load_spec(write_spec(tmp_path, same))
+    with pytest.raises(AssayError, match="invalid dataset name"):
+        load_spec(write_spec(tmp_path, {**MINIMAL, "name": "x" * 120}))  # NAME-dead-letter too long
+
+
+def test_recipe_sampling_overrides_keep_the_other_defaults(tmp_path: Path) -> None:
+    spec = {k: v for k, v in MINIMAL.items() if k != "stages"}
+    spec["recipe"] = {"name": "best_of_n", "params": {"template": "t.j2", "sampling": {"max_tokens": 32}}}
+    generate = load_spec(write_spec(tmp_path, spec)).spec.stages[1]
+    assert generate.sampling.n == 4 and generate.sampling.max_tokens == 32

@@ -93,3 +93,31 @@ def test_check_columns_names_stage_and_missing_column() -> None:
         check_columns([stage], ["id", "completion_scores"], "spec.yaml")
     available = check_columns([stage], ["prompt_messages", "completions", "completion_scores"], "s")
     assert {"messages", "chosen", "rejected", "scores"} <= set(available)
+
+
+def test_rows_an_output_kind_refuses_become_dead_letters() -> None:
+    from datagen.outputs import check_output_rows, dead_letter_rows
+    from datasets_registry.kinds import MESSAGES_TYPE
+
+    good = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    table = prepare_rows(
+        pa.table({"id": ["ok", "bad"], "messages": pa.array([good, good[:1]], MESSAGES_TYPE)})
+    )
+    checked = check_output_rows(table, "sft", "my-sft")
+    assert checked[ERROR_STAGE_COLUMN].to_pylist() == [None, "output:my-sft"]
+    (dead,) = dead_letter_rows(checked, "job-1").to_pylist()
+    assert dead["id"] == "bad" and "does not end with an assistant turn" in dead["error"]
+
+
+def test_a_value_that_does_not_fit_the_declared_type_fails_only_its_row() -> None:
+    table = prepare_rows(pa.table({"x": [1, 2]}))
+    out = process_table(table, "s", ("x",), {"y": pa.int64()}, lambda rows: [{"y": 1}, {"y": "not a number"}])
+    assert out["y"].to_pylist() == [1, None]
+    assert out[ERROR_STAGE_COLUMN].to_pylist() == [None, "s"]
+    assert "does not fit" in out[ERROR_COLUMN][1].as_py()
+
+
+def test_failed_rows_keep_existing_values_of_a_rewritten_column() -> None:
+    table = prepare_rows(pa.table({"x": [1, 2]}))
+    out = process_table(table, "s", ("x",), {"x": pa.int64()}, lambda rows: [{"x": 10}, ValueError("no")])
+    assert out["x"].to_pylist() == [10, 2]

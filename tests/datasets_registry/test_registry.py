@@ -1,5 +1,10 @@
 """Registry: write, read, versions, lineage, kinds, and clear errors that change nothing."""
 
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -162,3 +167,92 @@ def test_lineage_graph_walks_back_to_files(registry: Registry) -> None:
     assert gone.lineage is None
     assert clean.parents[0].ref == "raw@1"
     assert clean.parents[0].files == ["file:/data/raw.jsonl#sha256=ab"]
+
+
+@pytest.fixture
+def new_york_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time 4 or 5 hours behind UTC, as on a machine in New York."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_gc_spares_a_fresh_unregistered_version_west_of_utc(registry: Registry, new_york_time: None) -> None:
+    import lance
+
+    registry.write("d", pa.table({"x": [1]}))
+    uri = registry.dataset_uri("d")
+    in_flight = lance.write_dataset(pa.table({"x": [2]}), uri, mode="append").version  # not registered yet
+    registry.write("d", pa.table({"x": [3]}))
+    registry.gc()
+    assert in_flight in [v["version"] for v in lance.dataset(uri).versions()]
+
+
+def test_append_leaves_out_the_rows_of_a_writer_that_died_before_registering(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lance
+
+    from datasets_registry import registry as registry_module
+
+    registry.write("d", pa.table({"x": [1, 2]}))
+    uri = registry.dataset_uri("d")
+    lance.write_dataset(pa.table({"x": [99]}), uri, mode="append")  # committed, never registered
+    monkeypatch.setattr(registry_module, "UNREGISTERED_GRACE", timedelta(0))
+    appended = registry.write("d", pa.table({"x": [3]}), mode="append")
+    assert appended.to_arrow()["x"].to_pylist() == [1, 2, 3] and appended.num_rows == 3
+    # A dead writer of a name that has no registered version at all.
+    lance.write_dataset(pa.table({"y": [99]}), registry.dataset_uri("e"))
+    appended = registry.write("e", pa.table({"x": [1]}), mode="append")
+    assert appended.to_arrow()["x"].to_pylist() == [1]
+
+
+def test_append_builds_on_an_unregistered_version_still_in_flight(registry: Registry) -> None:
+    import lance
+
+    registry.write("d", pa.table({"x": [1]}))
+    lance.write_dataset(pa.table({"x": [2]}), registry.dataset_uri("d"), mode="append")  # about to register
+    appended = registry.write("d", pa.table({"x": [3]}), mode="append")
+    assert appended.to_arrow()["x"].to_pylist() == [1, 2, 3]
+
+
+def test_reading_a_registry_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "mistyped"
+    registry = Registry(root)
+    assert registry.names() == []
+    with pytest.raises(RegistryError, match="no dataset named 'd'"):
+        registry.open("d")
+    assert not root.exists()
+    registry.write("d", pa.table({"x": [1]}))
+    assert Registry(root).open("d").num_rows == 1
+
+
+def test_read_errors_name_the_filter_only_when_there_is_one(registry: Registry) -> None:
+    version = registry.write("d", pa.table({"x": [1]}))
+    with pytest.raises(RegistryError, match=r"d@1: cannot read: ") as error:
+        version.to_arrow(columns=["no_such_column"])
+    assert "filter" not in str(error.value)
+
+
+def test_sample_draws_distinct_rows_reading_only_offsets(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datasets_registry import DatasetVersion
+
+    version = registry.write("d", pa.table({"x": list(range(1000)), "even": [i % 2 == 0 for i in range(1000)]}))
+
+    def no_full_read(*args: object, **kwargs: object) -> pa.Table:
+        raise AssertionError("sample read the whole table")
+
+    monkeypatch.setattr(DatasetVersion, "to_arrow", no_full_read)
+    drawn = version.sample(20, seed=1)["x"].to_pylist()
+    assert len(set(drawn)) == 20 and drawn == version.sample(20, seed=1)["x"].to_pylist()
+    assert drawn != version.sample(20, seed=2)["x"].to_pylist()
+    evens = version.sample(30, where="even", seed=1)["x"].to_pylist()
+    assert len(set(evens)) == 30 and all(x % 2 == 0 for x in evens)
+    assert sorted(version.sample(2000)["x"].to_pylist()) == list(range(1000))
+    for n in (0, -1):
+        with pytest.raises(RegistryError, match=f"cannot sample {n} rows"):
+            version.sample(n)

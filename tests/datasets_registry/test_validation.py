@@ -1,5 +1,7 @@
 """Kind checks on write: a bad row is named with its column, and nothing is committed."""
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -88,6 +90,41 @@ BAD = {
         r"column 'pass_rate' is -0.5",
     ),
     "missing-column": ("rm_pairs", pairs().drop_columns(["stage"]), r"lacks column\(s\) stage"),
+    "rm-stage-type": (
+        "rm_pairs",
+        pairs(stage=["1", "2", "2"]),
+        r"column 'stage' has type string; expected an integer",
+    ),
+    "rm-label-nan": (
+        "rm_pairs",
+        pairs(label=[0.5, float("nan"), 1.0]),
+        r"row 1 \(id 'p1'\), column 'label' is nan, outside \[0.0, 1.0\]",
+    ),
+    "code-rate-nan": (
+        "code",
+        GOOD["code"].set_column(5, "pass_rate", pa.array([float("nan")])),
+        r"column 'pass_rate' is nan",
+    ),
+    "code-tests-type": (
+        "code",
+        GOOD["code"].set_column(2, "tests", pa.array([["assert f() == 1"]])),
+        r"column 'tests' has type list<item: string>; expected a string",
+    ),
+    "code-tests-null": (
+        "code",
+        GOOD["code"].set_column(2, "tests", pa.array([None], pa.string())),
+        r"row 0, column 'tests' is null",
+    ),
+    "code-solution-type": (
+        "code",
+        GOOD["code"].set_column(3, "solution", pa.array([1])),
+        r"column 'solution' has type int64; expected a string",
+    ),
+    "code-verdict-type": (
+        "code",
+        GOOD["code"].set_column(4, "verdict", pa.array([True])),
+        r"column 'verdict' has type bool; expected a string",
+    ),
 }
 
 
@@ -99,6 +136,25 @@ def test_a_bad_row_is_named_and_nothing_is_committed(registry: Registry, case: s
         registry.write("target", table, kind=kind)
     assert [v.version for v in registry.versions("target")] == [1]
     assert registry.open("target").to_arrow().equals(GOOD[kind])
+
+
+def test_code_rows_may_lack_a_solution_and_a_verdict(registry: Registry) -> None:
+    table = GOOD["code"].set_column(3, "solution", pa.array([None], pa.string()))
+    table = table.set_column(4, "verdict", pa.array([None], pa.string()))
+    assert registry.write("code", table, kind="code").num_rows == 1
+
+
+def test_a_ray_write_refused_by_a_late_block_leaves_no_files(registry: Registry, ray_local: None) -> None:
+    import ray.data
+
+    registry.write("ray-pairs", pairs(), kind="rm_pairs")
+    data_dir = Path(registry.dataset_uri("ray-pairs")) / "data"
+    files_before = set(data_dir.iterdir())
+    blocks = [pairs(), pairs(), pairs(label=[0.5, 0.2, 1.5])]  # two good blocks, then a bad one
+    with pytest.raises(RegistryError, match=r"column 'label' is 1.5"):
+        registry.write("ray-pairs", ray.data.from_arrow(blocks), kind="rm_pairs", mode="append")
+    assert set(data_dir.iterdir()) == files_before
+    assert [v.version for v in registry.versions("ray-pairs")] == [1]
 
 
 def test_ray_write_is_checked_too(registry: Registry, ray_local: None) -> None:

@@ -109,12 +109,16 @@ class Checkpoint:
         self.folder = Path(folder)
         files = weight_files(self.folder)
         if not files:
-            raise SafetensorsFormatError(f"{self.folder}: no safetensors weights (model.safetensors or shards)")
+            raise SafetensorsFormatError(
+                f"{self.folder}: no safetensors weights (model.safetensors or shards)"
+            )
         self.tensors: dict[str, TensorInfo] = {}
         self.metadata: dict[str, str] = {}
         for file in files:
             if not file.is_file():
-                raise SafetensorsFormatError(f"{self.folder}: shard {file.name} named by the index is missing")
+                raise SafetensorsFormatError(
+                    f"{self.folder}: shard {file.name} named by the index is missing"
+                )
             header, data_start = read_header(file)
             self.metadata.update(header.pop("__metadata__", None) or {})
             for name, entry in header.items():
@@ -123,7 +127,12 @@ class Checkpoint:
                 try:
                     begin, end = entry["data_offsets"]
                     info = TensorInfo(
-                        name, entry["dtype"], tuple(entry["shape"]), file, data_start + begin, data_start + end
+                        name,
+                        entry["dtype"],
+                        tuple(entry["shape"]),
+                        file,
+                        data_start + begin,
+                        data_start + end,
                     )
                 except (KeyError, TypeError, ValueError) as err:
                     raise SafetensorsFormatError(f"{file}: bad header entry for {name!r}") from err
@@ -209,7 +218,9 @@ class SafetensorsWriter:
     `write(name, data)` may be called several times per tensor with consecutive chunks.
     """
 
-    def __init__(self, path: Path, specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, path: Path, specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None
+    ) -> None:
         self.path = Path(path)
         self.order = sorted(specs, key=lambda s: (-ITEMSIZE[s.dtype], s.name))
         header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
@@ -246,8 +257,10 @@ class SafetensorsWriter:
 
     def write(self, name: str, data: Any) -> None:
         """Append the next bytes of tensor `name` (a numpy array, torch tensor or buffer)."""
-        if self._next < len(self.order) and self._left == 0 and self.order[self._next].name != name:
-            self._advance_past_complete()  # the previous tensor is complete: move to the next one
+        # Move past complete tensors (and empty ones never written) up to `name`.
+        while self._next < len(self.order) and self._left == 0 and self.order[self._next].name != name:
+            self._next += 1
+            self._left = self.order[self._next].nbytes if self._next < len(self.order) else 0
         if self._next >= len(self.order) or self.order[self._next].name != name:
             expected = self.order[self._next].name if self._next < len(self.order) else "nothing"
             raise SafetensorsFormatError(f"{self.path.name}: got bytes for {name!r}, expected {expected!r}")
@@ -303,7 +316,11 @@ class ShardedWriter:
             shards[-1].append(spec)
             size += spec.nbytes
         self.shards = shards
-        names = [SINGLE_FILE] if len(shards) == 1 else [shard_name(i + 1, len(shards)) for i in range(len(shards))]
+        names = (
+            [SINGLE_FILE]
+            if len(shards) == 1
+            else [shard_name(i + 1, len(shards)) for i in range(len(shards))]
+        )
         self.file_names = names
         self.order = [spec for shard in shards for spec in shard]
         self.total_size = sum(spec.nbytes for spec in self.order)

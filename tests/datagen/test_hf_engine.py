@@ -1,0 +1,87 @@
+"""The `hf` engine on a tiny model: left padding, seeds, token counts, and the generate stage's
+row isolation (too-long prompts, a batch that fails)."""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.hf import HFEngine
+from datagen.sources import prepare_rows
+from datagen.stages.base import ERROR_COLUMN
+from datagen.stages.generate import _GenerateWorker
+from datasets_registry.kinds import MESSAGES_TYPE
+from trainer.model_store import ModelStore
+
+PROMPTS = ["Hi", "Write a short story about the sea and a lighthouse keeper", "Escribe una receta"]
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture
+def engine(tiny_model: Path, tmp_path: Path) -> HFEngine:
+    config = EngineConfig(model=str(tiny_model), max_prompt_tokens=64, torch_threads=1)
+    return HFEngine(config, ModelStore(tmp_path).resolve(str(tiny_model)))
+
+
+def test_batched_greedy_equals_one_at_a_time(engine: HFEngine) -> None:
+    greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=8)
+    batched = engine.generate([chat(p) for p in PROMPTS], greedy)
+    for prompt, (completion,) in zip(PROMPTS, batched, strict=True):
+        (alone,) = engine.generate([chat(prompt)], greedy)[0]
+        assert completion.text == alone.text
+        assert completion.prompt_tokens == alone.prompt_tokens
+
+
+def test_seed_reproduces_and_counts_are_right(engine: HFEngine) -> None:
+    sampling = SamplingConfig(n=2, temperature=[1.0, 1.5], max_tokens=6, seed=7)
+    first = engine.generate([chat(p) for p in PROMPTS], sampling)
+    assert first == engine.generate([chat(p) for p in PROMPTS], sampling)
+    other = engine.generate([chat(p) for p in PROMPTS], sampling.model_copy(update={"seed": 8}))
+    assert first != other
+    for prompt, completions in zip(PROMPTS, first, strict=True):
+        rendered = engine.render(chat(prompt))
+        prompt_tokens = len(engine.tokenizer(rendered, add_special_tokens=False).input_ids)
+        assert [c.temperature for c in completions] == [1.0, 1.5]
+        for completion in completions:
+            assert completion.prompt_tokens == prompt_tokens
+            assert 1 <= completion.completion_tokens <= 6
+            assert completion.finish_reason in ("stop", "length")
+            assert completion.finish_reason == "stop" or completion.completion_tokens == 6
+
+
+def worker(tiny_model: Path, tmp_path: Path, max_prompt_tokens: int) -> _GenerateWorker:
+    config = EngineConfig(model=str(tiny_model), max_prompt_tokens=max_prompt_tokens, torch_threads=1)
+    sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=4)
+    model = ModelStore(tmp_path).resolve(str(tiny_model))
+    return _GenerateWorker("generate", config, sampling, model, "prompt_messages", "completions")
+
+
+def table_of(prompts: list[str]) -> pa.Table:
+    return prepare_rows(pa.table({"prompt_messages": pa.array([chat(p) for p in prompts], MESSAGES_TYPE)}))
+
+
+def test_too_long_prompt_fails_only_its_row(tiny_model: Path, tmp_path: Path) -> None:
+    out = worker(tiny_model, tmp_path, max_prompt_tokens=30)(table_of(["Hi", "word " * 100, "Bye"]))
+    errors = out[ERROR_COLUMN].to_pylist()
+    assert errors[0] is None and errors[2] is None
+    assert "PromptTooLongError" in errors[1] and "max_prompt_tokens is 30" in errors[1]
+    assert out["completions"][1].as_py() is None and len(out["completions"][0].as_py()) == 1
+
+
+def test_a_failing_batch_is_retried_row_by_row(tiny_model: Path, tmp_path: Path) -> None:
+    generate = worker(tiny_model, tmp_path, max_prompt_tokens=64)
+    real = generate.engine.generate
+
+    def flaky(conversations, sampling):  # noqa: ANN001, ANN202 - fails on the poisoned prompt only
+        if any(c[0]["content"] == "poison" for c in conversations):
+            raise RuntimeError("generation failed")
+        return real(conversations, sampling)
+
+    generate.engine.generate = flaky  # type: ignore[method-assign]
+    out = generate(table_of(["Hi", "poison", "Bye"]))
+    errors = out[ERROR_COLUMN].to_pylist()
+    assert errors[0] is None and errors[2] is None and "generation failed" in errors[1]

@@ -1,0 +1,32 @@
+"""Source files: every key becomes a column; bad files are clear errors naming file and line."""
+
+from pathlib import Path
+
+import pytest
+
+from datagen.errors import AssayError
+from datagen.sources import read_jsonl
+
+
+def test_jsonl_columns_are_the_union_of_keys(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2, "b": "x"}\n')
+    table = read_jsonl(path)
+    assert table.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"a": 1}\n{oops\n', r"rows\.jsonl:2: invalid JSON"),
+        (b'{"a": 1}\n[1, 2]\n', r"rows\.jsonl:2: expected a JSON object"),
+        (b'{"a": 1}\n{"a": "\xff"}\n', r"rows\.jsonl:2: not UTF-8"),
+        (b'{"a": 1}\n{"a": "text"}\n', "rows disagree on a column's type"),
+        (b"\n", "no rows"),
+    ],
+)
+def test_bad_jsonl_names_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(AssayError, match=message):
+        read_jsonl(path)
