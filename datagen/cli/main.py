@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from datagen.cli import data, models, run, train
+from datagen.cli import data, merge, models, run, train
 from datagen.cli.common import CliState, err_console
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("run")(run.run)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(train.app, name="train")
+app.add_typer(merge.app, name="merge")
 
 
 @app.callback()
@@ -39,9 +40,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from datagen.errors import AssayError
     from datasets_registry.errors import RegistryError
     from trainer.config import TrainConfigError
+    from trainer.merging import MergeError
     from trainer.model_store import ModelStoreError
 
-    return (AssayError, RegistryError, ModelStoreError, TrainConfigError)
+    return (AssayError, RegistryError, ModelStoreError, TrainConfigError, MergeError)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from trainer.merging import (
     leave_one_out_weights,
     load_merge_config,
     merge_linear,
+    merge_linear_to_store,
     run_merge,
     run_search,
     seed_merge,
@@ -310,6 +311,9 @@ def test_merges_are_registered_with_lineage(experts: list[Path], tmp_path: Path)
     assert names == ["loo-without-0", "loo-without-1", "loo-without-2"]
     left_out = store.record("loo-without-0")["lineage"]["merge"]
     assert left_out["left_out"] == store.resolve("soup").identity and left_out["weights"] == [0.5, 0.5]
+    name = merge_linear_to_store(store, ["soup", str(experts[0])], [0.5, 0.5], name="soup-again")
+    assert name == "soup-again"
+    assert store.record(name)["lineage"]["merge"]["models"] == [store.resolve("soup").identity, identities[0]]
     assert not [p for p in store.root.iterdir() if p.name.startswith(".")]  # no staging left
 
 

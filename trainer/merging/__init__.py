@@ -8,7 +8,7 @@
 Public API:
     MergeConfig, SearchConfig, load_merge_config, load_search_config, MergeError
     plan_linear, execute_linear, merge_linear (linear.py)
-    seed_merge, leave_one_out_merges, interpolate, run_merge (recipes.py)
+    seed_merge, leave_one_out_merges, interpolate, run_merge, merge_linear_to_store (recipes.py)
     search_weights, run_search (search.py)
     Checkpoint, ShardedWriter, SafetensorsWriter (safetensors_io.py)
 """
@@ -27,6 +27,7 @@ from trainer.merging.recipes import (
     interpolate,
     leave_one_out_merges,
     leave_one_out_weights,
+    merge_linear_to_store,
     run_merge,
     seed_merge,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "load_merge_config",
     "load_search_config",
     "merge_linear",
+    "merge_linear_to_store",
     "plan_linear",
     "run_merge",
     "run_search",

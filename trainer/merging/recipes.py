@@ -190,6 +190,30 @@ def run_merge(
     return registered
 
 
+def merge_linear_to_store(
+    store: ModelStore,
+    models: Sequence[str],
+    weights: Sequence[float],
+    *,
+    name: str,
+    normalize: bool = False,
+    dtype: str | None = None,
+) -> str:
+    """Linear-merge stored models (or HF folders) into the store as `name`; return the name.
+
+    The same checks and lineage as `assay merge` with `method: linear`.
+    """
+    config = MergeConfig(
+        method="linear",
+        models=[{"model": str(m), "weight": w} for m, w in zip(models, weights, strict=True)],
+        normalize=normalize,
+        dtype=dtype,
+        output=name,
+    )
+    (merged,) = run_merge(config, store)
+    return merged.name
+
+
 def register_merge(
     store: ModelStore,
     job: MergeJob,
