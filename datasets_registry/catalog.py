@@ -63,12 +63,14 @@ class Catalog:
             "lineage": lineage.model_dump_json(),
         }
         table = pa.Table.from_pylist([row], schema=CATALOG_SCHEMA)
-        mode = "append" if self._dataset() is not None else "create"
-        try:
-            lance.write_dataset(table, self.uri, mode=mode)
-        except (OSError, ValueError):
-            # Another writer created the catalog between our check and our write.
-            lance.write_dataset(table, self.uri, mode="append")
+        if self._dataset() is None:
+            # Two racing `create` writes can both succeed, losing one row; two creations of
+            # an empty catalog lose nothing, and every row is then an append.
+            try:
+                lance.write_dataset(CATALOG_SCHEMA.empty_table(), self.uri, mode="create")
+            except (OSError, ValueError):
+                pass  # another writer created it first
+        lance.write_dataset(table, self.uri, mode="append")
 
     def delete(self, infos: list[VersionInfo]) -> None:
         """Remove the catalog rows of these versions, in one commit."""

@@ -51,7 +51,8 @@ def test_data_commands(tmp_path: Path) -> None:
     assert "scores.ifeval_best" in stats and "messages" in stats
     diff = ok("diff", "sft@1", "sft@2", registry=reg)
     assert "r4" in diff and "r1" in diff  # r4 added, r1 changed
-    assert "sft@1" in ok("lineage", "sft@2", registry=reg) or "file:" in ok("lineage", "sft@2", registry=reg)
+    lineage = ok("lineage", "sft@2", registry=reg)
+    assert "lineage of sft@2" in lineage and lineage.count(f"file file:{second.resolve()}#sha256=") == 1
     sampled = ok("sample", "sft@2", "--where", "language = 'fr'", "-n", "5", registry=reg)
     assert sampled.count('"language": "fr"') == 2 and '"language": "en"' not in sampled
 
@@ -65,5 +66,11 @@ def test_data_commands(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no version 2; versions: 1, 3" in missing.stderr
     unknown_tag = assay("show", "sft@silver", registry=reg)
     assert unknown_tag.returncode == 2 and "no tag 'silver'; tags: gold" in unknown_tag.stderr
+    for command in ("sample", "head"):
+        no_rows = assay(command, "sft@3", "-n", "0", registry=reg)
+        assert no_rows.returncode == 2 and "Invalid value for '-n'" in no_rows.stderr
+    nested = tmp_path / "new" / "folder" / "out.jsonl"
+    ok("export", "sft@3", str(nested), registry=reg)
+    assert len(nested.read_text().splitlines()) == 5
     bad_kind = assay("import", str(first), "--name", "x", "--kind", "preference", registry=reg)
     assert bad_kind.returncode == 2 and "lacks column(s) prompt, chosen, rejected" in bad_kind.stderr

@@ -241,7 +241,9 @@ def test_sample_draws_distinct_rows_reading_only_offsets(
 ) -> None:
     from datasets_registry import DatasetVersion
 
-    version = registry.write("d", pa.table({"x": list(range(1000)), "even": [i % 2 == 0 for i in range(1000)]}))
+    version = registry.write(
+        "d", pa.table({"x": list(range(1000)), "even": [i % 2 == 0 for i in range(1000)]})
+    )
 
     def no_full_read(*args: object, **kwargs: object) -> pa.Table:
         raise AssertionError("sample read the whole table")

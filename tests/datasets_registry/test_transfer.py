@@ -41,3 +41,26 @@ def test_import_checks_kind_and_file(registry: Registry, tmp_path: Path) -> None
     with pytest.raises(RegistryError, match="cannot read"):
         import_file(registry, broken, "x", "generic")
     assert registry.names() == []
+
+
+def test_import_of_an_hf_folder_takes_the_train_split_only(registry: Registry, tmp_path: Path) -> None:
+    folder = tmp_path / "hf"
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(TABLE, folder / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(TABLE.slice(0, 2), folder / "data" / "test-00000-of-00001.parquet")
+    imported = import_file(registry, folder, "hf", "sft")
+    assert imported.num_rows == 5
+    # Without the HF layout, every Parquet file under the folder is read.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    pq.write_table(TABLE, flat / "a.parquet")
+    pq.write_table(TABLE.slice(0, 2), flat / "b.parquet")
+    assert import_file(registry, flat, "flat", "sft").num_rows == 7
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_export_creates_missing_parent_folders(registry: Registry, tmp_path: Path, fmt: str) -> None:
+    version = registry.write("src", TABLE, kind="sft")
+    dest = tmp_path / "not" / "yet" / f"out.{fmt}"
+    assert export_version(version, fmt, dest).exists()
+    assert import_file(registry, dest, "back", "sft").num_rows == 5

@@ -1,12 +1,16 @@
 """Model store: resolution of names, folders and GGUF files; pulling the embedded model."""
 
+import errno
 import json
+import os
+import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from trainer.model_store import EMBEDDED_MODELS, META_FILE, ModelStore, ModelStoreError
+from trainer.model_store import EMBEDDED_MODELS, META_FILE, ModelLineage, ModelStore, ModelStoreError
 
 
 def test_resolves_store_names_hf_folders_and_gguf_files(tmp_path: Path, tiny_model: Path) -> None:
@@ -26,13 +30,20 @@ def test_resolves_store_names_hf_folders_and_gguf_files(tmp_path: Path, tiny_mod
 
 
 def test_identity_changes_when_weights_change(tmp_path: Path, tiny_model: Path) -> None:
+    import os
+    import shutil
+
     store = ModelStore(tmp_path / "models")
-    before = store.resolve(str(tiny_model)).identity
-    assert before == store.resolve(str(tiny_model)).identity
-    extra = tmp_path / "copy"
-    extra.mkdir()
-    (extra / "config.json").write_text("{}")
-    assert store.resolve(str(extra)).identity != before
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    before = store.resolve(str(folder)).identity
+    assert before == store.resolve(str(folder)).identity
+    weights = next(folder.glob("*.safetensors"))
+    with weights.open("ab") as file:  # the same folder, its weights changed in place
+        file.write(b"\0" * 8)
+    stat = weights.stat()
+    os.utime(weights, (stat.st_atime, stat.st_mtime + 10))
+    assert store.resolve(str(folder)).identity != before
 
 
 def test_missing_model_error_says_how_to_get_it(tmp_path: Path) -> None:
@@ -109,3 +120,55 @@ def test_register_moves_a_checkpoint_in_with_its_lineage(tmp_path: Path, tiny_mo
         store.register("Expert A", checkpoint, kind="sft", lineage=lineage)
     with pytest.raises(ModelStoreError, match="no stored model 'nope'; stored models: expert-a"):
         store.record("nope")
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def failing_rename(monkeypatch: pytest.MonkeyPatch, fails: Callable[[Path, Path], int | None]) -> None:
+    """Make `Path.rename` raise OSError(errno) where `fails(source, target)` gives an errno."""
+    rename = Path.rename
+
+    def fake(self: Path, target: Path) -> Path:
+        code = fails(self, Path(target))
+        if code is not None:
+            raise OSError(code, os.strerror(code))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", fake)
+
+
+def test_register_copies_across_file_systems_then_removes_the_source(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    checkpoint = tmp_path / "out"
+    shutil.copytree(tiny_model, checkpoint)
+    expected = snapshot(checkpoint)
+    failing_rename(monkeypatch, lambda source, _: errno.EXDEV if source == checkpoint else None)
+    path = store.register("copied", checkpoint, kind="sft", lineage=ModelLineage())
+    assert not checkpoint.exists()
+    stored = snapshot(path)
+    assert json.loads(stored.pop(META_FILE))["name"] == "copied" and stored == expected
+    assert [p.name for p in store.root.iterdir()] == ["copied"]  # no staging folder left
+
+
+@pytest.mark.parametrize("failure", ["move", "publish"])
+def test_a_failed_register_leaves_the_folder_as_it_was(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    checkpoint = tmp_path / "out"
+    shutil.copytree(tiny_model, checkpoint)
+    (checkpoint / META_FILE).write_text('{"name": "from before"}')  # kept as it was, too
+    expected = snapshot(checkpoint)
+    target = store.path("broken")
+    if failure == "move":  # not a cross-device error: no copy is attempted
+        failing_rename(monkeypatch, lambda source, _: errno.EACCES if source == checkpoint else None)
+    else:  # the last step, the rename of the staged folder to its name, fails
+        failing_rename(monkeypatch, lambda _, dest: errno.EIO if dest == target else None)
+    with pytest.raises(OSError):
+        store.register("broken", checkpoint, kind="sft", lineage=ModelLineage())
+    assert snapshot(checkpoint) == expected
+    assert list(store.root.iterdir()) == []
