@@ -45,14 +45,42 @@ class RenderStageSpec(_StageBase):
     output: str = Field("prompt_messages", description="Column for the conversation.")
 
 
+class RouteSpec(StrictModel):
+    """Send a row to a teacher only when its `column` holds one of `values`."""
+
+    column: str = Field("language", description="Column to route on.")
+    values: list[str] = Field(min_length=1, description="Values that go to this teacher.")
+
+
+class TeacherSpec(StrictModel):
+    """One model of a teacher pool."""
+
+    name: str | None = Field(None, description="Teacher name in reports; default: the model.")
+    engine: EngineConfig
+    route: RouteSpec | None = Field(None, description="Which rows this teacher gets; default: all.")
+
+
 class GenerateStageSpec(_StageBase):
-    """Sample `n` completions per conversation with an LLM engine."""
+    """Sample `n` completions per conversation with one engine, or with a pool of teachers."""
 
     type: Literal["generate"]
     input: str = Field("prompt_messages", description="Column holding the conversation.")
     output: str = Field("completions", description="Column for the list of completions.")
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+    engine: EngineConfig | None = Field(None, description="The engine (default: hf with the default model).")
+    teachers: list[TeacherSpec] | None = Field(
+        None, min_length=1, description="A pool of engines instead of one; every completion names its model."
+    )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+    @model_validator(mode="after")
+    def _one_engine_or_teachers(self) -> "GenerateStageSpec":
+        if self.engine is not None and self.teachers is not None:
+            raise ValueError("give `engine` or `teachers`, not both")
+        return self
+
+    def teacher_specs(self) -> list[TeacherSpec]:
+        """The teachers, with a lone engine as a pool of one."""
+        return self.teachers or [TeacherSpec(engine=self.engine or EngineConfig())]
 
 
 class IFEvalVerifyStageSpec(_StageBase):

@@ -32,8 +32,9 @@ def ray_local() -> Iterator[None]:
     """One in-process Ray for the whole session (starting Ray costs seconds)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING")  # fmt: skip
+    if not ray.is_initialized():  # a job run earlier in this session may have started it
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")  # fmt: skip
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -18,6 +18,9 @@ def run(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address; default: Ray in this process.")
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Call the models even for calls made before.")
+    ] = False,
 ) -> None:
     """Run a pipeline: generate, verify, select, and register the resulting datasets."""
     from datagen.job import prepare_job, run_job
@@ -26,7 +29,7 @@ def run(
     loaded = load_spec(pipeline, set_ or [])
     registry = open_registry()
     with console.status("checking spec, templates, models and source"):
-        job = prepare_job(loaded, registry, open_model_store())
+        job = prepare_job(loaded, registry, open_model_store(), use_cache=not no_cache)
     report = run_job(job, registry, address=address, log=console.print)
 
     table = Table(title=f"job {report.job_id} registered", title_justify="left")
@@ -43,12 +46,16 @@ def run(
         f"{report.rows_in} rows in, {report.rows_in - report.rows_failed} finished, "
         f"{report.rows_failed} failed (dead letters) in {report.wall_s:.1f} s"
     )
-    for stage, usage in report.usage.items():
-        rate = usage["completion_tokens"] / report.wall_s if report.wall_s else 0.0
-        console.print(
-            f"{stage}: {usage['completions']} completions, {usage['prompt_tokens']} prompt tokens, "
-            f"{usage['completion_tokens']} completion tokens ({rate:.0f} tok/s over the job)"
-        )
+    usage = Table(title="generation", title_justify="left")
+    for column in ("stage", "model", "generated", "cache hits", "prompt tok", "completion tok", "s", "tok/s"):
+        usage.add_column(column)
+    for stage, models in report.usage.items():
+        for model, u in models.items():
+            usage.add_row(
+                stage, model, str(u["completions"]), str(u["cache_hits"]), str(u["prompt_tokens"]),
+                str(u["completion_tokens"]), f"{u['generate_s']:.1f}", f"{u['tokens_per_s']:.0f}",
+            )  # fmt: skip
+    console.print(usage)
     console.print("\ninspect with:")
     for output in report.outputs:
         console.print(f"  assay data show {output.ref}\n  assay data head {output.ref} -n 5")

@@ -43,8 +43,13 @@ class SamplingConfig(StrictModel):
 class EngineConfig(StrictModel):
     """Which model to run and how. The same shape serves every backend."""
 
-    backend: Literal["hf"] = Field("hf", description="LLM backend: `hf` (transformers).")
-    model: str = Field(DEFAULT_MODEL, description="A stored model name, a local HF folder, or a .gguf file.")
+    backend: Literal["hf", "openai"] = Field(
+        "hf", description="LLM backend: `hf` (transformers, local) or `openai` (any compatible server)."
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="hf: a stored model name, a local HF folder, or a .gguf file; openai: the served name.",
+    )
     batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
     concurrency: int = Field(1, ge=1, description="Model replicas (Ray actors).")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica in Ray.")
@@ -55,3 +60,17 @@ class EngineConfig(StrictModel):
     max_prompt_tokens: int = Field(
         2048, ge=1, description="A longer rendered prompt fails its row (dead letter)."
     )
+    base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="openai: environment variable holding the API key (never stored)."
+    )
+    max_in_flight: int = Field(32, ge=1, description="openai: concurrent requests per replica.")
+    requests_per_second: float | None = Field(None, gt=0, description="openai: rate limit per replica.")
+    timeout_s: float = Field(60.0, gt=0, description="openai: timeout of one request.")
+    max_retries: int = Field(5, ge=0, description="openai: retries on 429, 5xx, timeouts, connection errors.")
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> "EngineConfig":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs base_url")
+        return self

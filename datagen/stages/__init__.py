@@ -8,9 +8,10 @@ from datagen.spec import (
     LoadedSpec,
     RenderStageSpec,
     StageSpec,
+    TeacherSpec,
 )
 from datagen.stages.base import ERROR_COLUMNS, Stage
-from datagen.stages.generate import GenerateStage
+from datagen.stages.generate import GenerateStage, Route, Teacher
 from datagen.stages.render import RenderStage
 from datagen.stages.select import BestOfNStage
 from datagen.stages.verify import IFEvalVerifyStage
@@ -20,21 +21,36 @@ from trainer.model_store import ModelStore, ModelStoreError
 __all__ = ["ERROR_COLUMNS", "Stage", "build_stages", "check_columns"]
 
 
-def build_stage(spec: StageSpec, index: int, loaded: LoadedSpec, store: ModelStore) -> Stage:
+def _teacher(spec: TeacherSpec, where: str, loaded: LoadedSpec, store: ModelStore) -> Teacher:
+    """Resolve a teacher's local model (hf) now, so a missing one fails before any work."""
+    engine = spec.engine
+    route = Route(spec.route.column, tuple(spec.route.values)) if spec.route else None
+    if engine.backend != "hf":
+        return Teacher(spec.name or engine.model, engine, None, route)
+    ref = engine.model
+    if not store.has(ref) and ("/" in ref or ref.endswith(".gguf")):
+        ref = str(loaded.resolve(ref))  # a path in a spec is relative to the spec file
+    try:
+        model = store.resolve(ref)
+    except ModelStoreError as err:
+        raise AssayError(f"{loaded.path}: {where}.engine.model: {err}") from err
+    return Teacher(spec.name or engine.model, engine, model, route)
+
+
+def build_stage(
+    spec: StageSpec, index: int, loaded: LoadedSpec, store: ModelStore, cache_uri: str | None = None
+) -> Stage:
     """Build one stage, resolving its templates and models (which fail here if missing)."""
     name = spec.name or f"{index}-{spec.type}"
     if isinstance(spec, RenderStageSpec):
         system = PromptTemplate(loaded.resolve(spec.system)) if spec.system else None
         return RenderStage(name, PromptTemplate(loaded.resolve(spec.template)), system, spec.output)
     if isinstance(spec, GenerateStageSpec):
-        ref = spec.engine.model
-        if not store.has(ref) and ("/" in ref or ref.endswith(".gguf")):
-            ref = str(loaded.resolve(ref))  # a path in a spec is relative to the spec file
-        try:
-            model = store.resolve(ref)
-        except ModelStoreError as err:
-            raise AssayError(f"{loaded.path}: stages.{index}.engine.model: {err}") from err
-        return GenerateStage(name, spec.engine, spec.sampling, model, spec.input, spec.output)
+        teachers = [
+            _teacher(teacher, f"stages.{index}" + (f".teachers.{n}" if spec.teachers else ""), loaded, store)
+            for n, teacher in enumerate(spec.teacher_specs())
+        ]
+        return GenerateStage(name, teachers, spec.sampling, spec.input, spec.output, cache_uri)
     if isinstance(spec, IFEvalVerifyStageSpec):
         return IFEvalVerifyStage(name, spec.completions, spec.output)
     if isinstance(spec, BestOfNStageSpec):
@@ -45,9 +61,9 @@ def build_stage(spec: StageSpec, index: int, loaded: LoadedSpec, store: ModelSto
     raise AssayError(f"{loaded.path}: stages.{index}: no implementation for {spec.type!r}")
 
 
-def build_stages(loaded: LoadedSpec, store: ModelStore) -> list[Stage]:
-    """Build every stage of a spec."""
-    return [build_stage(spec, i, loaded, store) for i, spec in enumerate(loaded.spec.stages)]
+def build_stages(loaded: LoadedSpec, store: ModelStore, cache_uri: str | None = None) -> list[Stage]:
+    """Build every stage of a spec; generate stages use the LLM-call cache at `cache_uri`."""
+    return [build_stage(spec, i, loaded, store, cache_uri) for i, spec in enumerate(loaded.spec.stages)]
 
 
 def check_columns(stages: list[Stage], source_columns: list[str], spec_path: str) -> list[str]:

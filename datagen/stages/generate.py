@@ -1,96 +1,207 @@
-"""Generate completions with an LLM engine inside a Ray actor pool (one model load per actor)."""
+"""Generate completions with LLM engines inside Ray actor pools (one model load per actor).
+
+A stage has one engine, or a pool of teachers (multilingual arbitrage): each row goes to every
+teacher whose route matches it, and each completion records the model that wrote it. Calls go
+through the content-addressed cache, so a re-run pays only for rows not generated before.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from datagen.engines.base import COMPLETIONS_TYPE
+from datagen.cache import CompletionCache, call_key
+from datagen.engines.base import COMPLETIONS_TYPE, Engine
 from datagen.engines.config import EngineConfig, SamplingConfig
-from datagen.stages.base import Row, RowResult, Stage, process_table, run_rows_isolated
+from datagen.stages.base import Row, RowResult, Stage, process_table
 from trainer.model_store import ResolvedModel
 
 if TYPE_CHECKING:
     import ray.data
 
 
+@dataclass(frozen=True)
+class Route:
+    """Send a row to a teacher only when `row[column]` is one of `values`."""
+
+    column: str
+    values: tuple[str, ...]
+
+    def matches(self, row: Row) -> bool:
+        return row.get(self.column) in self.values
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """One engine of a stage: its config, its resolved local model (hf), and its route."""
+
+    name: str
+    engine: EngineConfig
+    model: ResolvedModel | None
+    route: Route | None = None
+
+    @property
+    def identity(self) -> str:
+        """The model identity used in lineage, cache keys and accounting."""
+        if self.model is not None:
+            return self.model.identity
+        return f"{self.engine.backend}:{self.engine.base_url}#{self.engine.model}"
+
+
+def create_engine(teacher: Teacher) -> Engine:
+    """Load the engine a teacher names (inside the actor that will use it)."""
+    if teacher.engine.backend == "openai":
+        from datagen.engines.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(teacher.engine)
+    from datagen.engines.hf import HFEngine
+
+    assert teacher.model is not None
+    return HFEngine(teacher.engine, teacher.model)
+
+
 class GenerateStage(Stage):
-    """Sample `sampling.n` completions per conversation; writes a list of completions per row."""
+    """Sample `sampling.n` completions per conversation from each matching teacher."""
 
     def __init__(
         self,
         name: str,
-        engine: EngineConfig,
+        teachers: list[Teacher],
         sampling: SamplingConfig,
-        model: ResolvedModel,
         input: str,
         output: str,
+        cache_uri: str | None,
     ) -> None:
         super().__init__(name)
-        self.engine, self.sampling, self.model = engine, sampling, model
+        self.teachers, self.sampling, self.cache_uri = teachers, sampling, cache_uri
         self.input, self.output = input, output
-        self.reads = (input,)
+        routes = sorted({t.route.column for t in teachers if t.route is not None})
+        self.reads = (input, *routes)
         self.writes = {output: COMPLETIONS_TYPE}
 
     @property
     def models(self) -> list[str]:
-        return [self.model.identity]
+        return [teacher.identity for teacher in self.teachers]
+
+    @property
+    def actor_cpus(self) -> float:
+        """CPUs each actor reserves: the most any of its teachers asks for."""
+        return max(teacher.engine.num_cpus for teacher in self.teachers)
+
+    @property
+    def concurrency(self) -> int:
+        return max(teacher.engine.concurrency for teacher in self.teachers)
 
     def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
         import ray.data
 
+        # One actor pool holds every teacher: separate pools per teacher can starve each other
+        # of CPUs in Ray Data's scheduler and wait forever on a small machine.
         return ds.map_batches(
             _GenerateWorker,
-            fn_constructor_args=(self.name, self.engine, self.sampling, self.model, self.input, self.output),
-            batch_size=self.engine.batch_size,
+            fn_constructor_args=(self.name, self.teachers, self.sampling, self.input, self.output),
+            fn_constructor_kwargs={"cache_uri": self.cache_uri},
+            batch_size=min(teacher.engine.batch_size for teacher in self.teachers),
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.engine.concurrency),
-            num_cpus=self.engine.num_cpus,
+            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
+            num_cpus=self.actor_cpus,
             udf_modifying_row_count=False,
         )
 
 
 class _GenerateWorker:
-    """A Ray actor holding one engine; called with batches of rows."""
+    """A Ray actor holding the engines of a stage's teachers; called with batches of rows."""
 
     def __init__(
         self,
         stage_name: str,
-        engine: EngineConfig,
+        teachers: list[Teacher],
         sampling: SamplingConfig,
-        model: ResolvedModel,
         input: str,
         output: str,
+        *,
+        cache_uri: str | None = None,
     ) -> None:
-        from datagen.engines.hf import HFEngine
-
-        self.stage_name, self.sampling, self.input, self.output = stage_name, sampling, input, output
-        self.engine = HFEngine(engine, model)
+        self.stage_name, self.teachers, self.sampling = stage_name, teachers, sampling
+        self.input, self.output = input, output
+        self.cache = CompletionCache(cache_uri) if cache_uri else None
+        self.engines = [create_engine(teacher) for teacher in teachers]
+        routes = sorted({t.route.column for t in teachers if t.route is not None})
+        self.reads = (input, *routes)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         return process_table(
-            table, self.stage_name, (self.input,), {self.output: COMPLETIONS_TYPE}, self._generate
+            table, self.stage_name, self.reads, {self.output: COMPLETIONS_TYPE}, self._generate
         )
 
     def _generate(self, rows: list[Row]) -> list[RowResult]:
-        # Fail too-long prompts alone, so they do not sink the whole batch.
-        checked = run_rows_isolated(rows, self._check)
-        ok = [i for i, result in enumerate(checked) if not isinstance(result, Exception)]
+        results: list[RowResult] = [{self.output: []} for _ in rows]
+        for teacher, engine in zip(self.teachers, self.engines, strict=True):
+            routed = [
+                i
+                for i, result in enumerate(results)
+                if not isinstance(result, Exception)
+                and (teacher.route is None or teacher.route.matches(rows[i]))
+            ]
+            for i, outcome in zip(
+                routed, self._teach(teacher, engine, [rows[i] for i in routed]), strict=True
+            ):
+                results[i] = (
+                    outcome
+                    if isinstance(outcome, Exception)
+                    else {self.output: results[i][self.output] + outcome}
+                )  # type: ignore[index]
+        return results
+
+    def _teach(
+        self, teacher: Teacher, engine: Engine, rows: list[Row]
+    ) -> list[list[dict[str, Any]] | Exception]:
+        """One teacher's completions for its rows: from the cache where the call was made before."""
+        keys = [call_key(teacher.identity, row[self.input], self.sampling) for row in rows]
+        cached = self.cache.get(keys) if self.cache else {}
+        outcomes: list[list[dict[str, Any]] | Exception] = [[] for _ in rows]
+        todo = []
+        for i, (row, key) in enumerate(zip(rows, keys, strict=True)):
+            if key in cached:
+                outcomes[i] = [c | {"cached": True} for c in cached[key]]
+                continue
+            try:
+                engine.check_prompt(row[self.input])
+            except Exception as err:  # noqa: BLE001 - a prompt the engine refuses fails its row
+                outcomes[i] = err
+                continue
+            todo.append(i)
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        for i, outcome in zip(todo, self._call(engine, [rows[i] for i in todo]), strict=True):
+            outcomes[i] = outcome
+            if not isinstance(outcome, Exception):
+                fresh[keys[i]] = outcome
+        if self.cache is not None:
+            self.cache.put(fresh)
+        return outcomes
+
+    def _call(self, engine: Engine, rows: list[Row]) -> list[list[dict[str, Any]] | Exception]:
+        """Generate for rows as one batch; if the whole batch fails, retry row by row."""
+        if not rows:
+            return []
+        started = time.monotonic()
         try:
-            batches = self.engine.generate([rows[i][self.input] for i in ok], self.sampling)
+            outcomes = engine.generate([row[self.input] for row in rows], self.sampling)
         except Exception:  # noqa: BLE001 - retry row by row so only the bad row fails
-            generated = run_rows_isolated([rows[i] for i in ok], self._generate_one)
-        else:
-            generated = [{self.output: [c.to_row() for c in cs]} for cs in batches]
-        for index, result in zip(ok, generated, strict=True):
-            checked[index] = result
-        return checked
+            return [self._one(engine, row) for row in rows]
+        share = (time.monotonic() - started) / max(1, len(rows) * self.sampling.n)
+        return [o if isinstance(o, Exception) else [c.to_row(share) for c in o] for o in outcomes]
 
-    def _check(self, row: Row) -> Row:
-        self.engine.check_prompt(row[self.input])
-        return row
-
-    def _generate_one(self, row: Row) -> Row:
-        (completions,) = self.engine.generate([row[self.input]], self.sampling)
-        return {self.output: [c.to_row() for c in completions]}
+    def _one(self, engine: Engine, row: Row) -> list[dict[str, Any]] | Exception:
+        started = time.monotonic()
+        try:
+            (outcome,) = engine.generate([row[self.input]], self.sampling)
+        except Exception as err:  # noqa: BLE001 - this row fails alone
+            return err
+        if isinstance(outcome, Exception):
+            return outcome
+        share = (time.monotonic() - started) / self.sampling.n
+        return [c.to_row(share) for c in outcome]

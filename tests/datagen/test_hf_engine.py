@@ -10,7 +10,7 @@ from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.engines.hf import HFEngine
 from datagen.sources import prepare_rows
 from datagen.stages.base import ERROR_COLUMN
-from datagen.stages.generate import _GenerateWorker
+from datagen.stages.generate import Teacher, _GenerateWorker
 from datasets_registry.kinds import MESSAGES_TYPE
 from trainer.model_store import ModelStore
 
@@ -57,7 +57,8 @@ def worker(tiny_model: Path, tmp_path: Path, max_prompt_tokens: int) -> _Generat
     config = EngineConfig(model=str(tiny_model), max_prompt_tokens=max_prompt_tokens, torch_threads=1)
     sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=4)
     model = ModelStore(tmp_path).resolve(str(tiny_model))
-    return _GenerateWorker("generate", config, sampling, model, "prompt_messages", "completions")
+    teacher = Teacher("tiny", config, model)
+    return _GenerateWorker("generate", [teacher], sampling, "prompt_messages", "completions")
 
 
 def table_of(prompts: list[str]) -> pa.Table:
@@ -74,14 +75,15 @@ def test_too_long_prompt_fails_only_its_row(tiny_model: Path, tmp_path: Path) ->
 
 def test_a_failing_batch_is_retried_row_by_row(tiny_model: Path, tmp_path: Path) -> None:
     generate = worker(tiny_model, tmp_path, max_prompt_tokens=64)
-    real = generate.engine.generate
+    (engine,) = generate.engines
+    real = engine.generate
 
     def flaky(conversations, sampling):  # noqa: ANN001, ANN202 - fails on the poisoned prompt only
         if any(c[0]["content"] == "poison" for c in conversations):
             raise RuntimeError("generation failed")
         return real(conversations, sampling)
 
-    generate.engine.generate = flaky  # type: ignore[method-assign]
+    engine.generate = flaky  # type: ignore[method-assign]
     out = generate(table_of(["Hi", "poison", "Bye"]))
     errors = out[ERROR_COLUMN].to_pylist()
     assert errors[0] is None and errors[2] is None and "generation failed" in errors[1]

@@ -1,0 +1,146 @@
+"""The LLM-call cache (a killed job re-run pays only for unfinished rows; --no-cache) and
+teacher pools (routing by language, every completion names its model)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lance
+import psutil
+import yaml
+from tiny_models import build_tiny_causal_lm
+
+from datagen.job import cache_uri, prepare_job, run_job
+from datagen.spec import load_spec
+from datasets_registry import Registry
+from trainer.model_store import ModelStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "datagen" / "seeds" / "ifeval_multilingual.jsonl"
+
+
+def write_spec(tmp_path: Path, generate: dict, rows: int, outputs: list[dict] | None = None) -> Path:
+    lines = SEEDS.read_text().splitlines()[:rows]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines))
+    (tmp_path / "t.j2").write_text("{{ prompt }}")
+    spec = {
+        "name": "cached",
+        "source": {"path": "rows.jsonl"},
+        "stages": [
+            {"type": "render", "template": "t.j2"},
+            {"type": "generate", "name": "generate", **generate},
+        ],
+        "outputs": outputs or [{"dataset": "cached-out", "kind": "generic"}],
+        "ray": {"num_cpus": 2},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def cached_rows(registry_root: Path) -> int:
+    try:
+        return lance.dataset(cache_uri(Registry(registry_root))).count_rows()
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def test_a_killed_job_rerun_generates_only_unfinished_rows(
+    tmp_path: Path, tiny_model: Path, ray_local: None
+) -> None:
+    rows = 30
+    generate = {
+        "engine": {"model": str(tiny_model), "batch_size": 1, "torch_threads": 1},
+        "sampling": {"n": 2, "temperature": [0.7, 1.2], "max_tokens": 48},
+    }
+    spec = write_spec(tmp_path, generate, rows)
+    reg = tmp_path / "registry"
+    env = {**os.environ, "ASSAY_REGISTRY": str(reg)}
+    job = subprocess.Popen(
+        [str(Path(sys.executable).parent / "assay"), "run", str(spec)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 180
+    while cached_rows(reg) < 5:
+        assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
+        assert time.time() < deadline, "the job never cached a row"
+        time.sleep(0.05)
+    descendants = psutil.Process(job.pid).children(recursive=True)
+    os.killpg(job.pid, signal.SIGKILL)
+    for process in descendants:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    job.wait(timeout=30)
+    done = cached_rows(reg)
+    assert 5 <= done < rows, "the job was not killed half-way"
+    assert Registry(reg).names() == []  # it died before registering anything
+
+    registry = Registry(reg)
+    report = run_job(prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m")), registry, log=print)
+    (usage,) = report.usage["generate"].values()
+    assert usage["cache_hits"] == 2 * done  # every finished row came from the cache ...
+    assert usage["completions"] == 2 * (rows - done)  # ... and only the others were generated
+    assert registry.open("cached-out").num_rows == rows
+
+    again = run_job(
+        prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m"), use_cache=False),
+        registry,
+        log=print,
+    )
+    (usage,) = again.usage["generate"].values()
+    assert (usage["cache_hits"], usage["completions"]) == (0, 2 * rows)
+
+
+def test_teacher_pool_routes_rows_and_records_models(
+    tmp_path: Path, tiny_model: Path, ray_local: None
+) -> None:
+    other = build_tiny_causal_lm(tmp_path / "other-model", seed=1)
+    generate = {
+        "teachers": [
+            {
+                "name": "english",
+                "engine": {"model": str(tiny_model), "torch_threads": 1},
+                "route": {"column": "language", "values": ["en"]},
+            },
+            {
+                "name": "romance",
+                "engine": {"model": str(other), "torch_threads": 1, "num_cpus": 1},
+                "route": {"column": "language", "values": ["fr", "es"]},
+            },
+            {"name": "everyone", "engine": {"model": str(tiny_model), "torch_threads": 1, "num_cpus": 1}},
+        ],  # fmt: skip
+        "sampling": {"n": 1, "temperature": 0.8, "max_tokens": 4},
+    }
+    spec = write_spec(tmp_path, generate, rows=50)
+    registry = Registry(tmp_path / "registry")
+    report = run_job(prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m")), registry, log=print)
+    rows = registry.open("cached-out").to_arrow(columns=["language", "completions"]).to_pylist()
+    for row in rows:
+        models = [c["model"] for c in row["completions"]]
+        expected = {"en": [str(tiny_model)], "fr": [str(other)], "es": [str(other)]}.get(row["language"], [])
+        assert models == expected + [str(tiny_model)], row["language"]
+    assert set(report.usage["generate"]) == {f"{tiny_model}", f"{other}"}
+    lineage = registry.open("cached-out").info.lineage
+    assert len(lineage.models) == 2 and json.dumps(lineage.metrics["usage"])  # two distinct models
+
+
+def test_more_actor_cpus_than_ray_has_is_an_error_not_a_hang(
+    tmp_path: Path, tiny_model: Path, ray_local: None
+) -> None:
+    import pytest
+
+    from datagen.errors import AssayError
+
+    teachers = [{"engine": {"model": str(tiny_model), "num_cpus": 1.5}}]
+    spec = write_spec(tmp_path, {"teachers": teachers, "sampling": {"max_tokens": 2}}, rows=2)
+    registry = Registry(tmp_path / "registry")
+    job = prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m"))
+    with pytest.raises(AssayError, match="the model actors need 1.5 CPUs but Ray has 2"):
+        run_job(job, registry, log=print)
+    assert registry.names() == []
