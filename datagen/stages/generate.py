@@ -7,6 +7,7 @@ through the content-addressed cache, so a re-run pays only for rows not generate
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,13 @@ class GenerateStage(Stage):
     def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
         import ray.data
 
+        # API keys reach the actors through Ray's runtime environment (they may run on other
+        # nodes, or have started before the key was set); never through configs or lineage.
+        keys = {
+            t.engine.api_key_env: os.environ[t.engine.api_key_env]
+            for t in self.teachers
+            if t.engine.backend == "openai" and t.engine.api_key_env and t.engine.api_key_env in os.environ
+        }
         # One actor pool holds every teacher: separate pools per teacher can starve each other
         # of CPUs in Ray Data's scheduler and wait forever on a small machine.
         return ds.map_batches(
@@ -109,6 +117,7 @@ class GenerateStage(Stage):
             compute=ray.data.ActorPoolStrategy(size=self.concurrency),
             num_cpus=self.actor_cpus,
             udf_modifying_row_count=False,
+            **({"runtime_env": {"env_vars": keys}} if keys else {}),
         )
 
 

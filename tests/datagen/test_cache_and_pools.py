@@ -144,3 +144,45 @@ def test_more_actor_cpus_than_ray_has_is_an_error_not_a_hang(
     with pytest.raises(AssayError, match="the model actors need 1.5 CPUs but Ray has 2"):
         run_job(job, registry, log=print)
     assert registry.names() == []
+
+
+def test_pipeline_with_an_openai_teacher(tmp_path: Path, ray_local: None, monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+    from openai_server import FakeOpenAIServer
+
+    from datagen.errors import AssayError
+
+    monkeypatch.setenv("ASSAY_TEST_KEY", "sk-secret-123")
+    with FakeOpenAIServer(latency_s=0.01, api_key="sk-secret-123", models=["served-model"],
+                          fail_markers={"POISON": 500}) as server:  # fmt: skip
+        engine = {"backend": "openai", "model": "served-model", "base_url": server.base_url,
+                  "api_key_env": "ASSAY_TEST_KEY", "max_retries": 1, "num_cpus": 0.5}  # fmt: skip
+        spec = write_spec(
+            tmp_path, {"engine": engine, "sampling": {"n": 2, "temperature": [0.1, 0.9]}}, rows=6
+        )
+        rows = (tmp_path / "rows.jsonl").read_text().splitlines()
+        poisoned = json.loads(rows[0]) | {"id": "poisoned", "prompt": "POISON please"}
+        (tmp_path / "rows.jsonl").write_text("\n".join([*rows, json.dumps(poisoned)]))
+        registry = Registry(tmp_path / "registry")
+        report = run_job(
+            prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m")), registry, log=print
+        )
+        assert report.rows_failed == 1
+        (dead,) = registry.open("cached-dead-letter").to_arrow().to_pylist()
+        assert dead["id"] == "poisoned" and "500" in dead["error"]
+        out = registry.open("cached-out")
+        completions = [
+            c for row in out.to_arrow(columns=["completions"])["completions"].to_pylist() for c in row
+        ]
+        assert len(completions) == 12 and {c["model"] for c in completions} == {"served-model"}
+        usage = report.usage["generate"]["served-model"]
+        assert usage["completions"] == 12 and usage["completion_tokens"] > 0
+        assert "sk-secret-123" not in json.dumps(out.info.lineage.model_dump(mode="json"))
+
+        monkeypatch.setenv("ASSAY_TEST_KEY", "wrong-key")
+        with pytest.raises(AssayError, match="401|API key"):
+            prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m"))
+        bad_model = load_spec(spec, ["stages.1.engine.model=not-served"])
+        monkeypatch.setenv("ASSAY_TEST_KEY", "sk-secret-123")
+        with pytest.raises(AssayError, match="served-model"):
+            prepare_job(bad_model, registry, ModelStore(tmp_path / "m"))
