@@ -8,6 +8,7 @@ Same model, prompts and sampling settings; the figure is useful completion token
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -46,11 +47,14 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Torch threads.")
     parser.add_argument("--out", default="benchmarks/results/hf_batching.json")
     args = parser.parse_args()
 
     model = ModelStore(model_store_dir()).resolve(args.model)
-    engine = HFEngine(EngineConfig(model=args.model, batch_size=args.batch_size), model)
+    engine = HFEngine(
+        EngineConfig(model=args.model, batch_size=args.batch_size, torch_threads=args.threads), model
+    )
     sampling = SamplingConfig(n=1, temperature=0.7, max_tokens=args.max_tokens, seed=0)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.prompts)]
     measure(engine, prompts[:2], 2, sampling)  # warm-up: first calls pay one-off costs
@@ -62,7 +66,7 @@ def main() -> None:
         "model": args.model,
         "prompts": args.prompts,
         "max_tokens": args.max_tokens,
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cpus",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {args.threads} torch threads",
         "batched": batched,
         "one_at_a_time": single,
         "ratio": ratio,

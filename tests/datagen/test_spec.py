@@ -86,7 +86,7 @@ def test_recipe_expands_to_the_same_stages_as_listing_them(tmp_path: Path) -> No
             "name": "best_of_n",
             "params": {
                 "template": "templates/instruction.j2",
-                "engine": {"model": "smollm2-135m-instruct", "batch_size": 25},
+                "engine": {"model": "smollm2-135m-instruct", "batch_size": 25, "torch_threads": 2},
                 "sampling": {"n": 4, "temperature": [0.3, 0.7, 1.0, 1.3], "top_p": 0.95,
                              "max_tokens": 160, "seed": 0},
                 "min_sft_score": 0.5,
