@@ -163,7 +163,10 @@ def run_job(
     start_ray(address or spec.ray.address, spec.ray.num_cpus)
     check_actor_cpus(job.stages)
     log(f"job {job.job_id}: {len(job.stages)} stages over {job.source.identity}")
-    ds = job.source.to_ray()
+    batch_sizes = [
+        t.engine.batch_size for s in job.stages if isinstance(s, GenerateStage) for t in s.teachers
+    ]
+    ds = job.source.to_ray(block_rows=min(batch_sizes, default=32))
     for stage in job.stages:
         ds = stage.apply(ds)
     for output in spec.outputs:  # a row its output kind would refuse becomes a dead letter

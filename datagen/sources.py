@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     import ray.data
 
 
-BLOCK_ROWS = 32  # rows per Ray block of a file source
-
-
 @dataclass(frozen=True)
 class Source:
     """Loaded source rows: an Arrow table (files) or a registry version (read through Ray)."""
@@ -32,14 +29,17 @@ class Source:
     version: DatasetVersion | None = None
     limit: int | None = None
 
-    def to_ray(self) -> ray.data.Dataset:
-        """The rows as a Ray Dataset with an `id` and the error columns."""
+    def to_ray(self, block_rows: int = 32) -> ray.data.Dataset:
+        """The rows as a Ray Dataset with an `id` and the error columns.
+
+        A file source is cut into blocks of `block_rows`, so several model replicas each get
+        work; with `block_rows` equal to the generate batch size no batch is left half full.
+        """
         import ray.data
 
         if self.table is not None:
-            # Several blocks, so that several model replicas each get work.
             table = prepare_rows(self.table)
-            blocks = [table.slice(i, BLOCK_ROWS) for i in range(0, table.num_rows, BLOCK_ROWS)]
+            blocks = [table.slice(i, block_rows) for i in range(0, table.num_rows, block_rows)]
             return ray.data.from_arrow(blocks)
         assert self.version is not None
         ds = self.version.to_ray()
