@@ -48,8 +48,7 @@ def project_for_kind(table: pa.Table, kind: str) -> pa.Table:
     required = list(REQUIRED_COLUMNS[kind])
     if not required:
         return table.drop_columns([c for c in ERROR_COLUMNS if c in table.column_names])
-    mask = functools.reduce(pc.and_kleene, [pc.is_valid(table[c]) for c in required])
-    kept = table.filter(mask)
+    kept = _rows_with(table, required)
     common = [c for c in COMMON_COLUMNS if c in kept.column_names and c != "id"]
     out = kept.select(required + common)
     ids = [content_id(row) for row in kept.select(required).to_pylist()]
@@ -59,21 +58,35 @@ def project_for_kind(table: pa.Table, kind: str) -> pa.Table:
     return out
 
 
+def _rows_with(table: pa.Table, required: list[str]) -> pa.Table:
+    """The rows of `table` where every one of `required` is set."""
+    return table.filter(functools.reduce(pc.and_kleene, [pc.is_valid(table[c]) for c in required]))
+
+
 def check_output_rows(table: pa.Table, kind: str, output: str) -> pa.Table:
     """Mark rows of `table` that the `kind` would refuse as failed at stage `output:NAME`.
 
-    The whole block is checked at once; only when it fails is each row checked alone, so one
-    bad row goes to the dead letters instead of refusing the job's whole output.
+    Only the rows and columns the output will take are checked (the projection itself, with its
+    content ids, is computed once, when the output is written). The whole block is checked at
+    once; only when it fails is each row checked alone, so one bad row goes to the dead letters
+    instead of refusing the job's whole output.
     """
-    projected = project_for_kind(table, kind)
+    required = list(REQUIRED_COLUMNS[kind])
+    if not required:
+        return table
+    columns = required + (["id"] if "id" in table.column_names else [])
+
+    def candidates(rows: pa.Table) -> pa.Table:
+        return _rows_with(rows, required).select(columns)
+
     try:
-        validate_rows(kind, projected, dataset=output)
+        validate_rows(kind, candidates(table), dataset=output)
         return table
     except RegistryError:
         pass
     failures = {}
     for index in range(table.num_rows):
-        row = project_for_kind(table.slice(index, 1), kind)
+        row = candidates(table.slice(index, 1))
         try:
             validate_rows(kind, row, dataset=output)
         except RegistryError as err:
