@@ -18,6 +18,7 @@ import pyarrow as pa
 from datagen.engines.base import COMPLETIONS_TYPE
 from datagen.engines.config import SamplingConfig
 from datasets_registry import canonical_hash
+from datasets_registry.storage import create_empty
 
 CACHE_SCHEMA = pa.schema([("key", pa.string()), ("completions", COMPLETIONS_TYPE)])
 
@@ -55,8 +56,8 @@ class CompletionCache:
             {"key": list(entries), "completions": pa.array(list(entries.values()), COMPLETIONS_TYPE)},
             schema=CACHE_SCHEMA,
         )
-        try:  # an empty creation may race harmlessly; a racing first append could lose rows
-            lance.write_dataset(CACHE_SCHEMA.empty_table(), self.uri, mode="create")
-        except (OSError, ValueError):
-            pass
+        try:
+            lance.dataset(self.uri)
+        except (FileNotFoundError, ValueError):
+            create_empty(self.uri, CACHE_SCHEMA)  # racing workers must not undo an append
         lance.write_dataset(table, self.uri, mode="append")

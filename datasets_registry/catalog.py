@@ -12,6 +12,7 @@ import lance
 import pyarrow as pa
 
 from datasets_registry.lineage import Lineage
+from datasets_registry.storage import create_empty
 
 CATALOG_SCHEMA = pa.schema(
     [
@@ -64,12 +65,7 @@ class Catalog:
         }
         table = pa.Table.from_pylist([row], schema=CATALOG_SCHEMA)
         if self._dataset() is None:
-            # Two racing `create` writes can both succeed, losing one row; two creations of
-            # an empty catalog lose nothing, and every row is then an append.
-            try:
-                lance.write_dataset(CATALOG_SCHEMA.empty_table(), self.uri, mode="create")
-            except (OSError, ValueError):
-                pass  # another writer created it first
+            create_empty(self.uri, CATALOG_SCHEMA)  # racing creators must not undo an append
         lance.write_dataset(table, self.uri, mode="append")
 
     def delete(self, infos: list[VersionInfo]) -> None:

@@ -8,10 +8,15 @@ do not conflict); overwrites each become a version of their own.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import pickle
+import time
 from typing import TYPE_CHECKING
 
 import lance
+import lance.commit
 import lance.fragment
 import pyarrow as pa
 import pyarrow.fs
@@ -21,6 +26,8 @@ from datasets_registry.validation import validate_rows
 
 if TYPE_CHECKING:
     import ray.data
+
+COMMIT_ATTEMPTS = 5  # tries of an append commit that conflicts with an overwrite
 
 # Ray CPUs for a fragment-writing task: I/O bound, and must not starve model actors.
 WRITE_TASK_CPUS = 0.25
@@ -129,12 +136,35 @@ def commit(uri: str, schema: pa.Schema, fragments: list[lance.FragmentMetadata],
     if mode == "overwrite":
         return lance.LanceDataset.commit(uri, lance.LanceOperation.Overwrite(schema, fragments)).version
     if not exists(uri):
-        # An empty first version makes every later commit an append, so racing appenders to a
-        # new name cannot overwrite each other's rows.
-        try:
-            lance.write_dataset(schema.empty_table(), uri, mode="create")
-        except OSError:
-            pass  # another writer created it first
-    current = lance.dataset(uri)
+        create_empty(uri, schema)
     operation = lance.LanceOperation.Append(fragments)
-    return lance.LanceDataset.commit(uri, operation, read_version=current.version).version
+    for attempt in range(COMMIT_ATTEMPTS):
+        current = lance.dataset(uri)
+        try:
+            return lance.LanceDataset.commit(uri, operation, read_version=current.version).version
+        except lance.commit.CommitConflictError:
+            # Lance rebases appends over appends itself; an overwrite that landed meanwhile (an
+            # empty creation on an object store, or another writer's overwrite) needs a re-read.
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def create_empty(uri: str, schema: pa.Schema) -> None:
+    """Create the dataset with an empty first version, so every later commit is an append and
+    racing appenders to a new name cannot overwrite each other's rows.
+
+    Lance's `create` checks for an existing dataset before it commits, so two creators can both
+    succeed, the second one landing after the first's appends. On a local disk an exclusive file
+    lock makes the check and the creation one step; on object stores the race remains.
+    """
+    if "://" in uri:
+        with contextlib.suppress(OSError):
+            lance.write_dataset(schema.empty_table(), uri, mode="create")
+        return
+    os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
+    with open(f"{uri}.create-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not exists(uri):
+            lance.write_dataset(schema.empty_table(), uri, mode="create")
