@@ -98,6 +98,10 @@ def prepare_job(
     for stage in generators:
         for teacher in stage.teachers:
             where = f"{loaded.path}: stage {stage.name!r}, teacher {teacher.name!r}"
+            if teacher.engine.backend == "vllm":
+                from datagen.engines.vllm_engine import preflight as vllm_preflight
+
+                vllm_preflight(teacher.engine, where)
             if teacher.model is not None:
                 check_chat_template(teacher.model, where)
             elif teacher.engine.backend == "openai":

