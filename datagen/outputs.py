@@ -49,7 +49,7 @@ def project_for_kind(table: pa.Table, kind: str) -> pa.Table:
     if not required:
         return table.drop_columns([c for c in ERROR_COLUMNS if c in table.column_names])
     kept = _rows_with(table, required)
-    common = [c for c in COMMON_COLUMNS if c in kept.column_names and c != "id"]
+    common = [c for c in COMMON_COLUMNS if c in kept.column_names and c != "id" and c not in required]
     out = kept.select(required + common)
     ids = [content_id(row) for row in kept.select(required).to_pylist()]
     out = out.append_column("id", pa.array(ids, type=pa.string()))

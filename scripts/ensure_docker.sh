@@ -5,6 +5,20 @@ set -u
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
+# The sandbox image is built with debootstrap; bubblewrap is the sandbox's fallback without Docker.
+missing=""
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "sandbox: installing$missing from Debian's packages"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >/dev/null 2>&1 \
+      || echo "sandbox: WARNING apt-get install$missing failed" >&2
+  else
+    echo "sandbox: WARNING$missing missing and cannot be installed (need root and apt-get)" >&2
+  fi
+fi
+
 if engine_answers; then
   echo "docker: engine answers"
   exit 0

@@ -1,0 +1,227 @@
+"""Execute programs against their tests in the sandbox: the code expert's verification stage.
+
+Each Ray actor of the stage opens one sandbox (a warm pool of containers) and runs its batch's
+programs concurrently; a named Ray actor holds a semaphore that bounds the executions in flight
+across every actor of the stage, on every node, so a big cluster cannot swamp the engines.
+
+Two shapes of input:
+- a text column (a program, or a completion with a fenced block): writes `verdict` (the
+  status), `pass_rate` (the code row schema of DESIGN.md), `reward`, and `verdict_details`
+  (per-test results, message, backend);
+- a completions column (list of {text, ...}, the `generate` stage's output): writes
+  `completion_verdicts` and one reward per completion in the scores column, for `best_of_n`.
+
+A bad row (unknown language, no tests) gets an `invalid_input` verdict, not an error; a row
+whose execution failed in the sandbox itself (`sandbox_error`) goes to the dead letters, so it
+can be retried.
+"""
+
+from __future__ import annotations
+
+import atexit
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from datagen.stages.base import LIGHT_TASK_CPUS, Row, RowResult, Stage, process_table
+from sandbox.verdict import VERDICT_TYPE, Verdict
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from sandbox.config import SandboxConfig
+
+SEMAPHORE_NAMESPACE = "assay"
+
+
+class ExecutionFailed(RuntimeError):
+    """The sandbox itself failed for a row (retry-worthy); the row goes to the dead letters."""
+
+
+class _Semaphore:
+    """A counting semaphore shared by every actor of a stage (run as an async Ray actor)."""
+
+    def __init__(self, permits: int) -> None:
+        import asyncio
+
+        self.permits = permits
+        self._semaphore = asyncio.Semaphore(permits)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def acquire(self) -> None:
+        await self._semaphore.acquire()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    async def release(self) -> None:
+        self.in_flight -= 1
+        self._semaphore.release()
+
+    async def stats(self) -> dict[str, int]:
+        return {"permits": self.permits, "in_flight": self.in_flight, "peak": self.peak}
+
+
+def semaphore(name: str, permits: int):  # noqa: ANN201 - a Ray actor handle
+    """The cluster-wide semaphore called `name`, created with `permits` on first use."""
+    import ray
+
+    actor = ray.remote(num_cpus=0, max_concurrency=10_000)(_Semaphore)
+    return actor.options(name=name, namespace=SEMAPHORE_NAMESPACE, get_if_exists=True).remote(permits)
+
+
+def semaphore_name(stage_name: str) -> str:
+    """The semaphore actor's name for a stage."""
+    return f"assay-execute-{stage_name}"
+
+
+class ExecuteStage(Stage):
+    """Run each row's program (or each completion) against the row's tests in the sandbox.
+
+    Args:
+        name: Stage name.
+        program: Column with the program text, or a completions column (list of {text}).
+        language: Column naming each row's language.
+        tests: Column with each row's tests (the language's format; JSON for SQL and stdio).
+        extract: Take the program from a fenced code block (a model's completion); with False
+            the column holds bare code.
+        scores: For a completions column, the column that gets one reward per completion.
+        sandbox: The sandbox config each actor opens.
+        actors: Ray actors, each with its own sandbox.
+        batch_size: Rows per batch.
+        max_concurrency: Executions in flight at once across all actors (the semaphore).
+        threads: Executions each actor keeps in flight (default: its sandbox's pool size).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        program: str,
+        language: str,
+        tests: str,
+        extract: bool,
+        scores: str,
+        sandbox: SandboxConfig,
+        actors: int = 1,
+        batch_size: int = 16,
+        max_concurrency: int = 8,
+        threads: int | None = None,
+        list_input: bool = False,
+    ) -> None:
+        super().__init__(name)
+        self.program, self.language, self.tests = program, language, tests
+        self.extract, self.scores, self.sandbox = extract, scores, sandbox
+        self.actors, self.batch_size, self.max_concurrency = actors, batch_size, max_concurrency
+        self.threads = threads or sandbox.pool_size
+        self.list_input = list_input
+        self.semaphore: Any = None
+        self.reads = (program, language, tests)
+        if list_input:
+            self.writes = {"completion_verdicts": pa.list_(VERDICT_TYPE), scores: pa.list_(pa.float64())}
+        else:
+            self.writes = {
+                "verdict": pa.string(),
+                "verdict_details": VERDICT_TYPE,
+                "pass_rate": pa.float64(),
+                "reward": pa.float64(),
+            }
+
+    def concurrency_stats(self) -> dict[str, int]:
+        """Permits, executions in flight now, and the most ever in flight at once (after `apply`)."""
+        import ray
+
+        return ray.get(self.semaphore.stats.remote())
+
+    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
+        import ray.data
+
+        # Created before any actor asks, and held here: a named actor dies with its last handle.
+        self.semaphore = semaphore(semaphore_name(self.name), self.max_concurrency)
+        return ds.map_batches(
+            _ExecuteWorker,
+            fn_constructor_args=(self,),
+            batch_size=self.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.actors),
+            num_cpus=LIGHT_TASK_CPUS,  # the programs run in containers, bounded by the semaphore
+            udf_modifying_row_count=False,
+        )
+
+
+class _ExecuteWorker:
+    """A Ray actor holding one sandbox; called with batches of rows."""
+
+    def __init__(self, stage: ExecuteStage) -> None:
+        from sandbox import open_sandbox
+
+        self.stage = stage
+        self.sandbox = open_sandbox(stage.sandbox)
+        atexit.register(self.sandbox.close)
+        self.semaphore = semaphore(semaphore_name(stage.name), stage.max_concurrency)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, self.stage.threads))
+
+    def __del__(self) -> None:
+        # Ray Data calls a UDF's __del__ when it shuts its actor down; stop the containers now
+        # (a killed actor's containers are reaped by the next sandbox that starts).
+        sandbox = getattr(self, "sandbox", None)
+        if sandbox is not None:
+            self.sandbox = None
+            sandbox.close()
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        stage = self.stage
+        return process_table(table, stage.name, stage.reads, stage.writes, self._execute_rows)
+
+    def _verify(self, language: Any, program: Any, tests: Any) -> Verdict:
+        import ray
+
+        from sandbox.verify import verify
+
+        ray.get(self.semaphore.acquire.remote())
+        try:
+            return verify(
+                self.sandbox, language, program, tests, extract=self.stage.extract,
+                limits=self.stage.sandbox.limits.to_limits(),
+            )  # fmt: skip
+        finally:
+            self.semaphore.release.remote()
+
+    def _execute_rows(self, rows: list[Row]) -> list[RowResult]:
+        stage = self.stage
+        jobs: list[tuple[int, Any]] = []
+        for index, row in enumerate(rows):
+            programs = row[stage.program]
+            if stage.list_input:
+                for completion in programs or []:
+                    text = completion.get("text") if isinstance(completion, dict) else completion
+                    jobs.append((index, (row[stage.language], text, row[stage.tests])))
+            else:
+                jobs.append((index, (row[stage.language], programs, row[stage.tests])))
+        verdicts = list(self.pool.map(lambda job: self._verify(*job[1]), jobs))
+        per_row: list[list[Verdict]] = [[] for _ in rows]
+        for (index, _), verdict in zip(jobs, verdicts, strict=True):
+            per_row[index].append(verdict)
+        results: list[RowResult] = []
+        for row_verdicts in per_row:
+            broken = [v for v in row_verdicts if v.status == "sandbox_error"]
+            if broken:
+                results.append(ExecutionFailed(f"sandbox error: {broken[0].message}"))
+            elif stage.list_input:
+                results.append(
+                    {
+                        "completion_verdicts": [v.to_row() for v in row_verdicts],
+                        stage.scores: [v.reward for v in row_verdicts],
+                    }
+                )
+            else:
+                (verdict,) = row_verdicts
+                results.append(
+                    {
+                        "verdict": verdict.status,
+                        "verdict_details": verdict.to_row(),
+                        "pass_rate": verdict.pass_rate,
+                        "reward": verdict.reward,
+                    }
+                )
+        return results

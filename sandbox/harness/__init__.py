@@ -1,0 +1,1 @@
+"""Test harnesses shipped into the sandbox with every request (standard library / plain sources)."""
