@@ -16,6 +16,7 @@ from datagen.errors import AssayError
 from datasets_registry.errors import RegistryError
 from datasets_registry.kinds import Kind
 from datasets_registry.refs import check_name
+from sandbox.config import SandboxConfig
 
 
 class SourceSpec(StrictModel):
@@ -105,8 +106,58 @@ class BestOfNStageSpec(_StageBase):
     )
 
 
+class ScoreStageSpec(_StageBase):
+    """Add a reward per completion with a reward model (`assay train rm`), in a Ray actor pool."""
+
+    type: Literal["score"]
+    model: str = Field(description="Reward model: a stored model name or an HF folder.")
+    prompt: str = Field("prompt_messages", description="Column holding the prompt (messages or text).")
+    completion: str = Field("completion", description="Column holding the completion(s).")
+    output: str = Field("reward", description="Column for the reward (a list with per_completion).")
+    per_completion: bool = Field(False, description="The column holds a list of completions.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
+    max_length: int = Field(1024, ge=8, description="Tokens per sample; long prompts are cut from the left.")
+    concurrency: int = Field(1, ge=1, description="Actors, each holding the model.")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs each actor reserves.")
+
+
+class ExecuteStageSpec(_StageBase):
+    """Run programs (or each completion's code block) against the row's tests in the sandbox."""
+
+    type: Literal["execute"]
+    program: str | None = Field(
+        None, description="Column with one program or completion per row; writes verdict, pass_rate, reward."
+    )
+    completions: str | None = Field(
+        None, description="Column of completions (list of {text}); default `completions` without `program`."
+    )
+    language: str = Field("language", description="Column naming each row's language.")
+    tests: str = Field("tests", description="Column with each row's tests, in the language's test format.")
+    extract: bool = Field(True, description="Take the program from a fenced code block (False: bare code).")
+    scores: str = Field("completion_scores", description="With `completions`: column for one reward each.")
+    sandbox: SandboxConfig = Field(
+        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
+    )
+    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
+    max_concurrency: int = Field(8, ge=1, description="Executions in flight at once across all actors.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "ExecuteStageSpec":
+        if self.program is not None and self.completions is not None:
+            raise ValueError("give `program` or `completions`, not both")
+        if self.program is None and self.completions is None:
+            self.completions = "completions"
+        return self
+
+
 StageSpec = Annotated[
-    RenderStageSpec | GenerateStageSpec | IFEvalVerifyStageSpec | BestOfNStageSpec,
+    RenderStageSpec
+    | GenerateStageSpec
+    | IFEvalVerifyStageSpec
+    | BestOfNStageSpec
+    | ScoreStageSpec
+    | ExecuteStageSpec,
     Field(discriminator="type"),
 ]
 

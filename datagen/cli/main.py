@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from datagen.cli import data, merge, models, run, train
+from datagen.cli import data, eval, merge, models, run, sandbox, train
 from datagen.cli.common import CliState, err_console
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(train.app, name="train")
 app.add_typer(merge.app, name="merge")
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(eval.app, name="eval")
 
 
 @app.callback()
@@ -39,17 +41,20 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Exception types that mean bad input: one line, exit code 2, no traceback."""
     from datagen.errors import AssayError
     from datasets_registry.errors import RegistryError
+    from reward_model.config import RMConfigError
     from trainer.config import TrainConfigError
     from trainer.merging import MergeError
     from trainer.model_store import ModelStoreError
 
-    return (AssayError, RegistryError, ModelStoreError, TrainConfigError, MergeError)
+    return (AssayError, RegistryError, ModelStoreError, TrainConfigError, MergeError, RMConfigError)
 
 
 def main() -> None:
     """Console entry point: run the app, reporting bad input as one clear error with exit 2."""
     # Lance logs a warning for every first write to a new dataset; keep the terminal for results.
     os.environ.setdefault("LANCE_LOG", "error")
+    # Nothing is reported to outside servers: Ray usage statistics stay off (vLLM's: in its engine).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         app()
     except Exception as err:  # noqa: BLE001 - sorted below into user errors and bugs

@@ -53,3 +53,32 @@ def _command(method: str):  # noqa: ANN202 - a Typer command function
 
 for _method in METHODS:
     app.command(_method)(_command(_method))
+
+
+@app.command("rm")
+def train_rm(
+    config: Annotated[Path, typer.Argument(help="Reward-model config (YAML).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")] = None,
+) -> None:
+    """Two-stage Bradley–Terry reward model on rm_pairs datasets (ensemble relabelling, packing)."""
+    import yaml
+
+    from reward_model.config import load_rm_config
+    from reward_model.train import prepare_rm_training, run_rm_training
+
+    values = {}
+    for assignment in set_ or []:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {assignment!r}: expected KEY=VALUE")
+        values[key] = yaml.safe_load(value)
+    store = open_model_store()
+    prepared = prepare_rm_training(load_rm_config(config, values), open_registry(), store)
+    refs = ", ".join(d.ref for d in prepared.datasets)
+    console.print(f"rm: {prepared.model.ref} on {refs} -> {prepared.output}", highlight=False)
+    result = run_rm_training(prepared, store, log=lambda line: console.print(line, highlight=False))
+    console.print(f"registered reward model [bold]{result.name}[/] at {result.path}")
+    for key in ("eval_before", "eval"):
+        if key in result.metrics:
+            console.print(f"{key}: {result.metrics[key]}", highlight=False)
+    console.print(f"inspect with: assay models show {result.name}; assay eval rm {result.name} --dataset ...")

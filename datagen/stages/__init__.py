@@ -3,10 +3,12 @@
 from datagen.errors import AssayError
 from datagen.spec import (
     BestOfNStageSpec,
+    ExecuteStageSpec,
     GenerateStageSpec,
     IFEvalVerifyStageSpec,
     LoadedSpec,
     RenderStageSpec,
+    ScoreStageSpec,
     StageSpec,
     TeacherSpec,
 )
@@ -22,10 +24,10 @@ __all__ = ["ERROR_COLUMNS", "Stage", "build_stages", "check_columns"]
 
 
 def _teacher(spec: TeacherSpec, where: str, loaded: LoadedSpec, store: ModelStore) -> Teacher:
-    """Resolve a teacher's local model (hf) now, so a missing one fails before any work."""
+    """Resolve a teacher's local model (hf, vllm) now, so a missing one fails before any work."""
     engine = spec.engine
     route = Route(spec.route.column, tuple(spec.route.values)) if spec.route else None
-    if engine.backend != "hf":
+    if engine.backend == "openai":
         return Teacher(spec.name or engine.model, engine, None, route)
     ref = engine.model
     if not store.has(ref) and ("/" in ref or ref.endswith(".gguf")):
@@ -58,7 +60,33 @@ def build_stage(
             name, spec.prompt, spec.completions, spec.scores, spec.score_name,
             spec.min_sft_score, spec.min_margin,
         )  # fmt: skip
+    if isinstance(spec, ScoreStageSpec):
+        return _score_stage(spec, name, index, loaded, store)
+    if isinstance(spec, ExecuteStageSpec):
+        from datagen.stages.execute import ExecuteStage
+
+        return ExecuteStage(
+            name, spec.program or spec.completions, spec.language, spec.tests, spec.extract, spec.scores,
+            spec.sandbox, spec.actors, spec.batch_size, spec.max_concurrency, list_input=spec.program is None,
+        )  # fmt: skip
     raise AssayError(f"{loaded.path}: stages.{index}: no implementation for {spec.type!r}")
+
+
+def _score_stage(spec: ScoreStageSpec, name: str, index: int, loaded: LoadedSpec, store: ModelStore) -> Stage:
+    """A reward-model scoring stage; the model is resolved now, so a missing one fails early."""
+    from datagen.stages.score import ScoreStage
+
+    ref = spec.model
+    if not store.has(ref) and "/" in ref:
+        ref = str(loaded.resolve(ref))  # a path in a spec is relative to the spec file
+    try:
+        model = store.resolve(ref)
+    except ModelStoreError as err:
+        raise AssayError(f"{loaded.path}: stages.{index}.model: {err}") from err
+    return ScoreStage(
+        name, model, spec.prompt, spec.completion, spec.output, spec.per_completion,
+        spec.batch_size, spec.max_length, spec.concurrency, spec.num_cpus,
+    )  # fmt: skip
 
 
 def build_stages(loaded: LoadedSpec, store: ModelStore, cache_uri: str | None = None) -> list[Stage]:

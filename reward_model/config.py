@@ -1,0 +1,119 @@
+"""One documented config for reward-model training, both stages (Command A report, 3.2.3).
+
+Defaults follow the report where it gives them: soft labels 0.999 for gold pairs and 0.5 for
+tied gold pairs; stage 1 for one epoch at peak learning rate 4e-5 with a large effective batch;
+stage 2 at peak 3e-6 with a batch of 16 pairs; packed rows filled towards 75 %.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RMConfigError(ValueError):
+    """A reward-model config or input that does not validate; the message names file and field."""
+
+
+class StageConfig(BaseModel):
+    """Optimisation of one training stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(1, ge=1, description="Passes over the stage's pairs (the report uses one).")
+    learning_rate: float = Field(4e-5, gt=0, description="Peak learning rate of the cosine schedule.")
+    pairs_per_step: int = Field(1024, ge=1, description="Effective batch in pairs (through accumulation).")
+    micro_batch_pairs: int = Field(8, ge=1, description="Pairs per forward pass (rows are filled to this).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps warming up linearly.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Cosine decay floor, as a share of the peak.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+
+
+def _stage2_default() -> StageConfig:
+    return StageConfig(learning_rate=3e-6, pairs_per_step=16, micro_batch_pairs=8)
+
+
+class RMConfig(BaseModel):
+    """How to train a Bradley–Terry reward model from registered `rm_pairs` datasets.
+
+    Rows go to stage 1 or 2 by their `stage` column. With an `ensemble`, stage-1 labels are
+    replaced by the members' mean sigma(r_chosen - r_rejected), and stage-2 gold pairs whose
+    label the ensemble contradicts move to stage 1 with the ensemble's label.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("smollm2-135m-instruct", description="Backbone: stored model name or HF folder.")
+    datasets: list[str] = Field(min_length=1, description="Registered rm_pairs datasets `name@version`.")
+    eval_dataset: str | None = Field(None, description="rm_pairs dataset evaluated before and after.")
+    eval_limit: int | None = Field(None, ge=1, description="Evaluate only the first N pairs.")
+    eval_before: bool = Field(True, description="Also evaluate the untrained model (one more pass).")
+    output: str | None = Field(None, description="Name to register the checkpoint under.")
+    max_length: int = Field(512, ge=8, description="Tokens per sample (prompt + one response).")
+    truncation: Literal["left", "drop"] = Field(
+        "left", description="Too long: cut the prompt from the left, or drop the pair (counted)."
+    )
+    invalid_rows: Literal["drop", "error"] = Field(
+        "drop", description="A pair with an empty side or a bad label: drop it (counted) or fail."
+    )
+    limit_pairs: int | None = Field(None, ge=1, description="Use only the first N pairs of the datasets.")
+    pooling: Literal["auto", "last", "cls"] = Field(
+        "auto", description="Decoders score the last token, encoders their classification pooler."
+    )
+    packing: bool = Field(True, description="Pack several pairs per row (decoders only).")
+    row_length: int | None = Field(None, ge=8, description="Packed row capacity; default max_length.")
+    fill_target: float = Field(0.75, gt=0, le=1, description="Fill packed rows towards this share.")
+    gold_label: float = Field(0.999, ge=0, le=1, description="Label of a gold pair given no label.")
+    tie_label: float = Field(0.5, ge=0, le=1, description="Label of a tied gold pair (`tied` column).")
+    margin: float = Field(0.0, ge=0, description="Margin in the loss, unless a row has `margin`.")
+    ensemble: list[str] = Field(default_factory=list, description="Reward models that relabel pairs.")
+    move_contradicted: bool = Field(True, description="Move stage-2 pairs the ensemble contradicts.")
+    stage1: StageConfig = Field(default_factory=StageConfig, description="The large, relabelled set.")
+    stage2: StageConfig = Field(default_factory=_stage2_default, description="The high-quality set.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm; None: off.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    score_batch_pairs: int = Field(16, ge=1, description="Pairs per forward in ensemble scoring and eval.")
+    seed: int = Field(0, description="Seeds the head's initialisation and the data order.")
+    torch_threads: int | None = Field(None, ge=1, description="Torch threads.")
+    log_every: int = Field(10, ge=1, description="Print the loss every N steps.")
+
+    @model_validator(mode="after")
+    def _lengths_fit(self) -> RMConfig:
+        if self.row_length is not None and self.row_length < self.max_length:
+            raise ValueError(
+                f"row_length ({self.row_length}) must be at least max_length ({self.max_length})"
+            )
+        return self
+
+    @property
+    def capacity(self) -> int:
+        """Tokens a packed row holds."""
+        return self.row_length or self.max_length
+
+
+def load_rm_config(path: Path, overrides: dict[str, Any] | None = None) -> RMConfig:
+    """Read a YAML reward-model config; dotted override keys (`stage2.learning_rate`) nest."""
+    if not path.is_file():
+        raise RMConfigError(f"reward-model config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RMConfigError(f"{path}: malformed YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise RMConfigError(f"{path}: a reward-model config is a YAML mapping")
+    raw.pop("method", None) if raw.get("method") == "rm" else None
+    for key, value in (overrides or {}).items():
+        node = raw
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    try:
+        return RMConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors())
+        raise RMConfigError(f"{path}: {problems}") from err
