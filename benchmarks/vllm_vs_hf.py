@@ -19,20 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hf_batching import PROMPTS  # the same prompts as the batching benchmark (this folder)
+
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.settings import model_store_dir
 from trainer.model_store import ModelStore
-
-PROMPTS = [
-    "Give three tips for learning a new language.",
-    "Explain what a rainbow is to a child.",
-    "Write a haiku about autumn.",
-    "Describe a good breakfast in two sentences.",
-    "What is the capital of France, and why is it famous?",
-    "Écris une courte phrase sur la mer.",
-    "Escribe un consejo para dormir mejor.",
-    "Nenne drei Obstsorten und ihre Farben.",
-]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -77,7 +77,7 @@ def prepare_rm_training(config: RMConfig, registry: Registry, store: ModelStore)
         ModelStoreError, RegistryError, RMConfigError: naming what is wrong.
     """
     model = store.resolve(config.model)
-    if not (model.path / "tokenizer_config.json").is_file() and model.gguf_file is None:
+    if not model.has_tokenizer:
         raise RMConfigError(
             f"model {config.model!r} has no tokenizer (tokenizer_config.json) in {model.path}"
         )

@@ -82,6 +82,11 @@ class ResolvedModel:
         """A stable identity for lineage and caches: the reference and the weights' fingerprint."""
         return f"{self.ref}#{fingerprint(self.path / self.gguf_file if self.gguf_file else self.path)}"
 
+    @property
+    def has_tokenizer(self) -> bool:
+        """Whether a tokenizer loads from it: a tokenizer_config.json, or one inside the GGUF file."""
+        return (self.path / "tokenizer_config.json").is_file() or self.gguf_file is not None
+
     def load_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for transformers' `from_pretrained`."""
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}

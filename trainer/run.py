@@ -51,7 +51,7 @@ def prepare_training(config: TrainConfig, registry: Registry, store: ModelStore)
         ModelStoreError, RegistryError, TrainConfigError: naming what is wrong.
     """
     model = store.resolve(config.model)
-    if not (model.path / "tokenizer_config.json").is_file() and model.gguf_file is None:
+    if not model.has_tokenizer:
         raise TrainConfigError(
             f"model {config.model!r} has no tokenizer (tokenizer_config.json) in {model.path}"
         )
