@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hf_batching import PROMPTS  # the same prompts as the batching benchmark (this folder)
+from hf_batching import PROMPTS, measure  # the batching benchmark's prompts and timed loop
 
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.settings import model_store_dir
@@ -36,16 +36,10 @@ def run_engine(
     load: Callable[[], Any], prompts: list[str], batch_size: int, sampling: SamplingConfig
 ) -> dict:
     """Load an engine, warm it up on 2 prompts, then time generation over all prompts."""
-    conversations = [[{"role": "user", "content": p}] for p in prompts]
     engine, start_s = timed(load)
-    started = time.perf_counter()
-    engine.generate(conversations[:2], sampling)
-    warmup_s = time.perf_counter() - started
-    tokens, started = 0, time.perf_counter()
-    for first in range(0, len(conversations), batch_size):
-        for completions in engine.generate(conversations[first : first + batch_size], sampling):
-            tokens += sum(c.completion_tokens for c in completions)
-    generate_s = time.perf_counter() - started
+    warmup_s = measure(engine, prompts[:2], 2, sampling)["seconds"]
+    timed_run = measure(engine, prompts, batch_size, sampling)
+    tokens, generate_s = timed_run["tokens"], timed_run["seconds"]
     del engine
     gc.collect()  # let vLLM's engine processes go before the next measurement
     return {

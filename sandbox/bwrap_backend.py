@@ -26,9 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sandbox import server as protocol
 from sandbox.config import SandboxConfig
-from sandbox.docker_backend import request_message, result_from_reply
+from sandbox.docker_backend import exchange, request_message, result_from_reply
 from sandbox.errors import SandboxError
 from sandbox.execution import ExecRequest, ExecResult
 from sandbox.image import SANDBOX_UID_BASE, SANDBOX_UID_COUNT
@@ -132,14 +131,11 @@ class BwrapWorker:
                 missing -= len(chunk)
             return b"".join(parts)
 
-        try:
-            self.process.stdin.write(protocol.encode_message(header, blobs))  # type: ignore[union-attr]
+        def send(message: bytes) -> None:
+            self.process.stdin.write(message)  # type: ignore[union-attr]
             self.process.stdin.flush()  # type: ignore[union-attr]
-            return protocol.decode_message(read_exact)
-        except TimeoutError as err:
-            raise WorkerBroken(f"no answer within {timeout:.1f} s") from err
-        except (OSError, EOFError, ValueError) as err:
-            raise WorkerBroken(f"{type(err).__name__}: {err}") from err
+
+        return exchange(send, read_exact, header, blobs, timeout)
 
     def execute(self, request: ExecRequest) -> ExecResult:
         """Run one request in this jail; WorkerBroken when the jail misbehaves."""

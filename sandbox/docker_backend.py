@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,14 +233,8 @@ class DockerWorker:
                 got += count
             return bytes(buffer)
 
-        try:
-            sock.settimeout(timeout)
-            sock.sendall(protocol.encode_message(header, blobs))
-            return protocol.decode_message(read_exact)
-        except TimeoutError as err:
-            raise WorkerBroken(f"no answer within {timeout:.1f} s") from err
-        except (OSError, EOFError, ValueError) as err:
-            raise WorkerBroken(f"{type(err).__name__}: {err}") from err
+        sock.settimeout(timeout)
+        return exchange(sock.sendall, read_exact, header, blobs, timeout)
 
     def execute(self, request: ExecRequest) -> ExecResult:
         """Run one request; WorkerBroken when the container or its server misbehaves."""
@@ -272,6 +267,24 @@ class DockerWorker:
         shutil.rmtree(self.rundir, ignore_errors=True)
         with _uid_lock:
             _uids_in_use.discard(self.uid)
+
+
+def exchange(
+    send: Callable[[bytes], object],
+    read_exact: Callable[[int], bytes],
+    header: dict,
+    blobs: list[bytes],
+    timeout: float,
+) -> tuple[dict, list[bytes]]:
+    """Send one request to a fork server and read its answer; WorkerBroken on a timeout (after
+    `timeout` seconds), a closed connection or a garbled answer."""
+    try:
+        send(protocol.encode_message(header, blobs))
+        return protocol.decode_message(read_exact)
+    except TimeoutError as err:
+        raise WorkerBroken(f"no answer within {timeout:.1f} s") from err
+    except (OSError, EOFError, ValueError) as err:
+        raise WorkerBroken(f"{type(err).__name__}: {err}") from err
 
 
 def request_message(request: ExecRequest, call_grace_s: float) -> tuple[dict, list[bytes], float]:

@@ -9,15 +9,15 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-CORPUS = [
+PROMPTS = [
     "Write a short story about a lighthouse keeper.",
     "Écris un poème sur la mer, sans virgules.",
     "Escribe una receta sencilla de tortilla española.",
     "Schreibe eine kurze E-Mail an deinen Nachbarn.",
     "Escreva três dicas para estudar melhor.",
     "Scrivi una breve descrizione di Roma.",
-    "My answer is yes. My answer is no. P.S. <<title>> * bullet *highlight*",
-] * 20
+]
+CORPUS = [*PROMPTS, "My answer is yes. My answer is no. P.S. <<title>> * bullet *highlight*"] * 20
 
 
 def build_tiny_causal_lm(path: Path, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:

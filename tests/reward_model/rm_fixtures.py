@@ -1,15 +1,8 @@
 """Synthetic preference pairs a tiny model can learn, for reward-model tests."""
 
-from reward_model.data import RMPair
+from tiny_models import PROMPTS  # the tiny tokenizer was trained on them
 
-PROMPTS = [
-    "Write a short story about a lighthouse keeper.",
-    "Écris un poème sur la mer, sans virgules.",
-    "Escribe una receta sencilla de tortilla española.",
-    "Schreibe eine kurze E-Mail an deinen Nachbarn.",
-    "Escreva três dicas para estudar melhor.",
-    "Scrivi una breve descrizione di Roma.",
-]
+from reward_model.data import RMPair
 
 
 def synthetic_pairs(n: int, stage: int = 2, label: float = 0.999) -> list[RMPair]:
