@@ -38,6 +38,7 @@ import builtins
 import json
 import os
 import sys
+import threading
 import types
 
 MARK = "@@assay:"
@@ -151,6 +152,20 @@ class _Rewriter(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
+# CPython 3.11 counts ast.parse's recursion depth in state shared by all threads; when a garbage
+# collection inside one parse runs a finalizer and another thread parses meanwhile, the count
+# goes wrong and ast.parse raises "AST constructor recursion depth mismatch" (CPython gh-106905).
+# verify_many prepares tests from many threads, so parses take turns. Re-entrant: a finalizer
+# may itself parse.
+_PARSE_LOCK = threading.RLock()
+
+
+def parse_tests(source: str) -> ast.Module:
+    """ast.parse, one thread at a time (see _PARSE_LOCK)."""
+    with _PARSE_LOCK:
+        return ast.parse(source, "<tests>")
+
+
 def prepare(source: str, strict: bool = True) -> tuple[list[dict], ast.Module]:
     """Find the tests in a test source and rewrite it for the harness.
 
@@ -161,7 +176,7 @@ def prepare(source: str, strict: bool = True) -> tuple[list[dict], ast.Module]:
     Raises:
         SyntaxError: the test source does not parse.
     """
-    tree = ast.parse(source, "<tests>")
+    tree = parse_tests(source)
     found: list[tuple[tuple[int, int], dict]] = []
     assert_nodes: list[ast.Assert] = []
     for stmt in tree.body:
