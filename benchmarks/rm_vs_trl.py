@@ -4,13 +4,15 @@ Both train SmolLM2-135M-Instruct as a reward model on the same hh-rlhf harmless-
 pairs (the issue's split, the first --pairs of it), batch 8 pairs, peak lr 1e-5, one epoch,
 max length 512 (pairs with a longer side dropped, as TRL does), 2 torch threads, fp32, each in
 its own process, in one run (TRL first, then assay with and without gradient checkpointing;
---rounds repeats them, and the figures are medians over rounds).
+--rounds repeats them, and the figures are medians over rounds). --micro-batch-pairs 8,2 also
+runs assay with forward passes of fewer pairs (gradient accumulation keeps 8 pairs per step).
 Measured: training seconds (the training loop only: no model load, no tokenization), non-pad
 tokens trained on per second, the share of computed token slots that are padding, and the peak
 RSS of the process (kernel high-water mark, model load included).
 Goals (issue 6): non-pad tokens/s at least 1.5x TRL's, fill at least 70 %, peak memory below TRL's.
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/rm_vs_trl.py [--pairs 64] [--rounds 1]
+    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/rm_vs_trl.py [--pairs 64] [--rounds 1] \
+        [--micro-batch-pairs 8]
 
 TRL lives in its own virtual environment (--trl-python, default /tmp/trl-venv/bin/python), made
 with `python -m venv /tmp/trl-venv`, a .pth file naming this project's site-packages (so torch
@@ -91,10 +93,14 @@ def worker_trl(pairs: list[dict[str, Any]], out: dict[str, Any]) -> None:
     trainer.train()
     out["train_s"] = time.monotonic() - started
     out["real_tokens"], out["slots"] = counts["real"], counts["slots"]
+    out["steps"] = trainer.state.global_step
 
 
-def worker_assay(pairs: list[dict[str, Any]], out: dict[str, Any], checkpointing: bool = False) -> None:
-    """assay's reward model: packed rows (fill target 75 %), the same batch, lr and epoch."""
+def worker_assay(
+    pairs: list[dict[str, Any]], out: dict[str, Any], checkpointing: bool, micro_batch_pairs: int
+) -> None:
+    """assay's reward model: packed rows (fill target 75 %), the same batch, lr and epoch; a
+    forward pass takes whole rows holding at least `micro_batch_pairs` pairs."""
     from transformers import AutoTokenizer
 
     from reward_model.config import RMConfig, StageConfig
@@ -111,12 +117,15 @@ def worker_assay(pairs: list[dict[str, Any]], out: dict[str, Any], checkpointing
     if checkpointing:  # as TRL's RewardConfig does by default
         model.hf.gradient_checkpointing_enable()
     config = RMConfig(datasets=["bench"], max_length=MAX_LENGTH, log_every=10_000, seed=0)
-    stage = StageConfig(learning_rate=LR, pairs_per_step=BATCH, micro_batch_pairs=BATCH, warmup_ratio=0.0)
+    stage = StageConfig(
+        learning_rate=LR, pairs_per_step=BATCH, micro_batch_pairs=micro_batch_pairs, warmup_ratio=0.0
+    )
     metrics = train_stage(model, tokenized, stage, config, tokenizer.pad_token_id, packed=True, log=log)
     out["train_s"] = metrics["seconds"]
     out["real_tokens"] = metrics["real_tokens"]
     out["slots"] = round(metrics["real_tokens"] / metrics["fill"])
     out["pairs_per_row"] = metrics["pairs_per_row"]
+    out["steps"] = metrics["steps"]
 
 
 def run_worker(kind: str, python: str, pairs_file: Path) -> dict[str, Any]:
@@ -162,7 +171,12 @@ def main() -> None:
         default="both",
         help="assay with gradient checkpointing (TRL's default), without, or both (default)",
     )
-    parser.add_argument("--worker", choices=["trl", "assay", "assay-gc"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--micro-batch-pairs",
+        default=str(BATCH),
+        help="assay's pairs per forward pass, comma-separated to compare several (default: the whole batch)",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pairs-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,8 +189,9 @@ def main() -> None:
         pairs = json.loads(args.pairs_file.read_text())
         if args.worker == "trl":
             worker_trl(pairs, out)
-        else:
-            worker_assay(pairs, out, checkpointing=args.worker == "assay-gc")
+        else:  # assay[-gc]/<micro batch pairs>
+            kind, micro = args.worker.split("/")
+            worker_assay(pairs, out, checkpointing=kind == "assay-gc", micro_batch_pairs=int(micro))
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
         args.result.write_text(json.dumps(out))
         return
@@ -188,7 +203,8 @@ def main() -> None:
     pairs_file = Path(handle.name)
     trl_version = subprocess.run([args.trl_python, "-c", "import trl; print(trl.__version__)"],
                                  capture_output=True, text=True).stdout.strip()  # fmt: skip
-    variants = {"on": ["assay-gc"], "off": ["assay"], "both": ["assay-gc", "assay"]}[args.checkpointing]
+    kinds = {"on": ["assay-gc"], "off": ["assay"], "both": ["assay-gc", "assay"]}[args.checkpointing]
+    variants = [f"{kind}/{int(m)}" for m in args.micro_batch_pairs.split(",") for kind in kinds]
     rounds = []
     for number in range(args.rounds):
         log(
@@ -209,8 +225,8 @@ def main() -> None:
             "max_length": MAX_LENGTH,
             "torch_threads": THREADS,
             "trl": f"{trl_version} RewardTrainer defaults (pad to longest, gradient checkpointing on)",
-            "assay-gc": "packed, gradient checkpointing on (as TRL)",
-            "assay": "packed, no gradient checkpointing",
+            "assay-gc/N": "packed, gradient checkpointing on (as TRL), N pairs per forward pass",
+            "assay/N": "packed, no gradient checkpointing, N pairs per forward pass",
             "machine": f"{platform.machine()} {os.cpu_count()} cpus, shared with other jobs",
         },
         "rounds": rounds,

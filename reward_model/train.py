@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import resource
 import tempfile
@@ -211,7 +210,10 @@ def train_stage(
     random.Random(config.seed).shuffle(rows)
     rows.sort(key=lambda row: row.length)
     groups = group_rows(rows, stage.micro_batch_pairs)
-    accumulation = max(1, math.ceil(stage.pairs_per_step / stage.micro_batch_pairs))
+    # A group holds whole rows, so often more pairs than micro_batch_pairs: count the pairs a
+    # group really holds, so that a step holds about pairs_per_step pairs.
+    pairs_per_group = sum(len(row.segments) for row in rows) / len(groups)
+    accumulation = max(1, round(stage.pairs_per_step / pairs_per_group))
     loop_config = TrainConfig(
         dataset="-", epochs=stage.epochs, max_steps=stage.max_steps, micro_batch_size=1,
         gradient_accumulation=accumulation, learning_rate=stage.learning_rate,

@@ -36,6 +36,22 @@ def test_training_lowers_the_loss_and_changes_weights(tiny_model: Path, tiny_tok
     assert (rewards[0] > rewards[1]).float().mean() == 1.0  # it learned the preference
 
 
+def test_a_step_holds_about_pairs_per_step_pairs_however_small_the_micro_batch(
+    tiny_model: Path,
+    tiny_tokenizer,  # noqa: ANN001
+) -> None:
+    """A micro batch holds whole packed rows (several pairs each), so the accumulation counts
+    the pairs a micro batch really holds: 24 pairs at 8 per step are 3 steps, not 1."""
+    model = RewardModel.from_backbone(tiny_model, seed=0)
+    pairs, _ = tokenize_pairs(tiny_tokenizer, synthetic_pairs(24), 64)
+    stage = StageConfig(learning_rate=1e-4, pairs_per_step=8, micro_batch_pairs=1, warmup_ratio=0.0)
+    metrics = train_stage(
+        model, pairs, stage, CONFIG, tiny_tokenizer.pad_token_id, packed=True, log=lambda _: None
+    )
+    assert metrics["pairs_per_row"][0] > 1  # every micro batch (one row) holds several pairs
+    assert metrics["steps"] == 3 and metrics["pairs_trained"] == 24
+
+
 def test_nan_loss_stops_training_with_a_clear_error(
     tiny_model: Path,
     tiny_tokenizer,
