@@ -34,7 +34,15 @@ if ! command -v dockerd >/dev/null 2>&1; then
     || { echo "docker: WARNING apt-get install docker.io failed; Docker tests will be skipped" >&2; exit 0; }
 fi
 echo "docker: starting dockerd (log: /tmp/assay-dockerd.log)"
-nohup dockerd >/tmp/assay-dockerd.log 2>&1 &
+# dockerd outlives this script, so it must not keep the caller's descriptors: a lock the caller
+# holds with flock, or a pipe a CI runner reads to its end, would stay open as long as dockerd.
+(
+  for fd in /proc/self/fd/*; do
+    n=${fd##*/}
+    [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"
+  done
+  exec setsid dockerd >/tmp/assay-dockerd.log 2>&1 </dev/null
+) &
 for _ in $(seq 1 60); do
   if engine_answers; then
     echo "docker: engine answers"
