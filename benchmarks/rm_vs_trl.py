@@ -11,7 +11,7 @@ tokens trained on per second, the share of computed token slots that are padding
 RSS of the process (kernel high-water mark, model load included).
 Goals (issue 6): non-pad tokens/s at least 1.5x TRL's, fill at least 70 %, peak memory below TRL's.
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/rm_vs_trl.py [--pairs 64] [--rounds 1] \
+    .venv/bin/python benchmarks/rm_vs_trl.py [--pairs 64] [--rounds 1] \
         [--micro-batch-pairs 8]
 
 TRL lives in its own virtual environment (--trl-python, default /tmp/trl-venv/bin/python), made

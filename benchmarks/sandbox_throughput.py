@@ -8,7 +8,7 @@
 Each program is prompt + canonical_solution + test + `check(entry_point)`; every verdict must be
 a pass. Prints programs/s and ratios and writes a JSON result. Run it alone on the machine:
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/sandbox_throughput.py
+    .venv/bin/python benchmarks/sandbox_throughput.py
 """
 
 import argparse

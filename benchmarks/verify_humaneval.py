@@ -10,7 +10,7 @@ two ways in one run.
 Both must pass all 164. Prints programs/s, the ratio and the seconds for all 164, and writes
 benchmarks/results/verify_humaneval.json. Run it alone on the machine:
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/verify_humaneval.py
+    .venv/bin/python benchmarks/verify_humaneval.py
 """
 
 import argparse

@@ -6,7 +6,7 @@ reported twice: generation alone, and with its engine start (and warm-up call) a
 job pays that start once per model actor. hf's load and warm-up are reported the same way.
 Prints the ratios and writes a JSON result. Run it under the shared lock:
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/vllm_vs_hf.py [--model smollm2-135m-instruct]
+    .venv/bin/python benchmarks/vllm_vs_hf.py [--model smollm2-135m-instruct]
 """
 
 import argparse
