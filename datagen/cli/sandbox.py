@@ -14,12 +14,27 @@ app = typer.Typer(help="The code-execution sandbox (Docker image, warm container
 @app.command("build-image")
 def build_image(
     force: Annotated[bool, typer.Option(help="Rebuild even when the image tag exists.")] = False,
+    dockerfile: Annotated[
+        Path | None,
+        typer.Option(help="Build from this Dockerfile instead; `${BASE}` in it names the default image."),
+    ] = None,
+    tag: Annotated[str | None, typer.Option(help="Tag of a --dockerfile image (default: a hash).")] = None,
 ) -> None:
-    """Build the sandbox image from Debian packages (debootstrap + docker import), once per recipe."""
+    """Build the sandbox image from Debian packages (debootstrap + docker import), once per recipe;
+    or from a Dockerfile (docker SDK), to extend it or where a registry is reachable."""
     from sandbox.docker_backend import docker_client
+    from sandbox.dockerfile import build_from_dockerfile
     from sandbox.image import build_image as build
 
-    docker_client()  # a clear error first when no engine answers
+    if tag is not None and dockerfile is None:
+        raise typer.BadParameter(
+            "--tag names a --dockerfile image; the default image's tag is its recipe's hash"
+        )
+    client = docker_client()  # a clear error first when no engine answers
+    if dockerfile is not None:
+        tag = build_from_dockerfile(dockerfile, tag=tag, client=client, log=console.print)
+        console.print(f"sandbox image ready: {tag} (use it with `image: {tag}` in a sandbox config)")
+        return
     tag = build(force=force, log=console.print)
     console.print(f"sandbox image ready: {tag}")
 

@@ -41,7 +41,8 @@ def test_a_step_holds_about_pairs_per_step_pairs_however_small_the_micro_batch(
     tiny_tokenizer,  # noqa: ANN001
 ) -> None:
     """A micro batch holds whole packed rows (several pairs each), so the accumulation counts
-    the pairs a micro batch really holds: 24 pairs at 8 per step are 3 steps, not 1."""
+    the pairs a micro batch really holds: 24 pairs at 8 per step are 3 steps (counting micro
+    batches instead of pairs gave 2)."""
     model = RewardModel.from_backbone(tiny_model, seed=0)
     pairs, _ = tokenize_pairs(tiny_tokenizer, synthetic_pairs(24), 64)
     stage = StageConfig(learning_rate=1e-4, pairs_per_step=8, micro_batch_pairs=1, warmup_ratio=0.0)
