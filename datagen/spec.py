@@ -8,11 +8,11 @@ stages before validation, so both forms are checked the same way).
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from datagen.engines.config import EngineConfig, SamplingConfig, StrictModel
 from datagen.errors import AssayError
+from datagen.yaml_config import apply_overrides, describe_validation_error, read_yaml_mapping
 from datasets_registry.errors import RegistryError
 from datasets_registry.kinds import Kind
 from datasets_registry.refs import check_name
@@ -229,41 +229,6 @@ class LoadedSpec(StrictModel):
         return path if path.is_absolute() else (self.path.parent / path).resolve()
 
 
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply `a.b.0.c=value` to the raw spec; the value is parsed as YAML (numbers, lists, ...)."""
-    key, sep, value_text = assignment.partition("=")
-    if not sep or not key:
-        raise AssayError(f"--set {assignment!r}: expected KEY=VALUE, e.g. stages.1.sampling.n=2")
-    parts = key.split(".")
-    node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        try:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        except (ValueError, IndexError, AttributeError) as err:
-            path = ".".join(parts[: depth + 1])
-            raise AssayError(f"--set {assignment!r}: no such field {path!r}") from err
-    last = parts[-1]
-    value = yaml.safe_load(value_text)
-    if isinstance(node, list):
-        try:
-            node[int(last)] = value
-        except (ValueError, IndexError) as err:
-            raise AssayError(f"--set {assignment!r}: no such list index {last!r}") from err
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise AssayError(f"--set {assignment!r}: {'.'.join(parts[:-1])!r} is not a mapping")
-
-
-def format_validation_error(err: ValidationError, path: Path, prefix: str = "") -> str:
-    """One line per problem: `FILE: field.path: message`."""
-    lines = []
-    for error in err.errors():
-        loc = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-        lines.append(f"{path}: {loc or '(top level)'}: {error['msg']}")
-    return "\n".join(lines)
-
-
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
     """Read, override, expand and validate a pipeline spec.
 
@@ -273,21 +238,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
     from datagen.recipes import expand_recipe
 
     path = Path(path)
-    if not path.is_file():
-        raise AssayError(f"pipeline spec not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise AssayError(f"{path}: not UTF-8: {err.reason}") from err
-    except yaml.YAMLError as err:
-        raise AssayError(f"{path}: malformed YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise AssayError(f"{path}: a pipeline spec is a YAML mapping, got {type(raw).__name__}")
-    for assignment in overrides or []:
-        apply_override(raw, assignment)
+    raw = read_yaml_mapping(path, "pipeline spec")
+    apply_overrides(raw, overrides or [])
     expanded = expand_recipe(raw, path)
     try:
         spec = PipelineSpec.model_validate(expanded)
     except ValidationError as err:
-        raise AssayError(format_validation_error(err, path)) from err
+        raise AssayError(describe_validation_error(err, path)) from err
     return LoadedSpec(spec=spec, path=path.resolve(), raw=raw)

@@ -8,10 +8,11 @@ stage 2 at peak 3e-6 with a batch of 16 pairs; packed rows filled towards 75 %.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from datagen.yaml_config import apply_overrides, describe_validation_error, read_yaml_mapping
 
 
 class RMConfigError(ValueError):
@@ -100,25 +101,14 @@ class RMConfig(BaseModel):
         return self.row_length or self.max_length
 
 
-def load_rm_config(path: Path, overrides: dict[str, Any] | None = None) -> RMConfig:
-    """Read a YAML reward-model config; dotted override keys (`stage2.learning_rate`) nest."""
-    if not path.is_file():
-        raise RMConfigError(f"reward-model config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RMConfigError(f"{path}: malformed YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise RMConfigError(f"{path}: a reward-model config is a YAML mapping")
-    raw.pop("method", None) if raw.get("method") == "rm" else None
-    for key, value in (overrides or {}).items():
-        node = raw
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+def load_rm_config(path: Path, overrides: list[str] | None = None) -> RMConfig:
+    """Read a YAML reward-model config; `overrides` are `--set KEY=VALUE` assignments, whose
+    dotted keys nest (`stage2.learning_rate=1e-5`)."""
+    raw = read_yaml_mapping(path, "reward-model config", RMConfigError)
+    if raw.get("method") == "rm":
+        del raw["method"]
+    apply_overrides(raw, overrides or [], RMConfigError)
     try:
         return RMConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors())
-        raise RMConfigError(f"{path}: {problems}") from err
+        raise RMConfigError(describe_validation_error(err, path, separator="; ")) from err

@@ -5,10 +5,11 @@ everything is overridable from YAML, and unknown keys are rejected.
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from datagen.yaml_config import apply_overrides, describe_validation_error, read_yaml_mapping
 
 Method = Literal["sft", "dpo", "ipo", "slic", "copg"]
 PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "ipo", "slic", "copg")
@@ -69,23 +70,17 @@ class TrainConfig(BaseModel):
         return self.method in PREFERENCE_METHODS
 
 
-def load_train_config(path: Path, method: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML config for `method` (the CLI's subcommand); a `method:` key must agree."""
-    if not path.is_file():
-        raise TrainConfigError(f"training config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise TrainConfigError(f"{path}: malformed YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise TrainConfigError(f"{path}: a training config is a YAML mapping")
+def load_train_config(path: Path, method: str, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config for `method` (the CLI's subcommand); a `method:` key must agree.
+    `overrides` are `--set KEY=VALUE` assignments."""
+    raw = read_yaml_mapping(path, "training config", TrainConfigError)
     if raw.get("method", method) != method:
         raise TrainConfigError(
             f"{path}: method: the file says {raw['method']!r} but the command is {method!r}"
         )
-    raw = {**raw, "method": method, **(overrides or {})}
+    apply_overrides(raw, overrides or [], TrainConfigError)
+    raw["method"] = method
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors())
-        raise TrainConfigError(f"{path}: {problems}") from err
+        raise TrainConfigError(describe_validation_error(err, path, separator="; ")) from err

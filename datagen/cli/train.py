@@ -19,18 +19,10 @@ METHODS = {
 
 
 def _train(method: str, config_path: Path, overrides: list[str]) -> None:
-    import yaml
-
     from trainer.config import load_train_config
     from trainer.run import prepare_training, run_training
 
-    values = {}
-    for assignment in overrides:
-        key, sep, value = assignment.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--set {assignment!r}: expected KEY=VALUE")
-        values[key] = yaml.safe_load(value)
-    config = load_train_config(config_path, method, values)
+    config = load_train_config(config_path, method, overrides)
     store = open_model_store()
     prepared = prepare_training(config, open_registry(), store)
     console.print(f"{method}: {prepared.model.ref} on {prepared.dataset.ref} -> {prepared.output}")
@@ -61,19 +53,11 @@ def train_rm(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")] = None,
 ) -> None:
     """Two-stage Bradley–Terry reward model on rm_pairs datasets (ensemble relabelling, packing)."""
-    import yaml
-
     from reward_model.config import load_rm_config
     from reward_model.train import prepare_rm_training, run_rm_training
 
-    values = {}
-    for assignment in set_ or []:
-        key, sep, value = assignment.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--set {assignment!r}: expected KEY=VALUE")
-        values[key] = yaml.safe_load(value)
     store = open_model_store()
-    prepared = prepare_rm_training(load_rm_config(config, values), open_registry(), store)
+    prepared = prepare_rm_training(load_rm_config(config, set_), open_registry(), store)
     refs = ", ".join(d.ref for d in prepared.datasets)
     console.print(f"rm: {prepared.model.ref} on {refs} -> {prepared.output}", highlight=False)
     result = run_rm_training(prepared, store, log=lambda line: console.print(line, highlight=False))

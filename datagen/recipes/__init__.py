@@ -19,7 +19,7 @@ RECIPES: dict[str, tuple[type[BaseModel], Callable[[Any], list[dict[str, Any]]]]
 
 def expand_recipe(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     """Return the spec with its `recipe` replaced by the stages it expands to."""
-    from datagen.spec import format_validation_error
+    from datagen.yaml_config import describe_validation_error
 
     if "recipe" not in raw:
         return raw
@@ -35,7 +35,7 @@ def expand_recipe(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     try:
         params = params_model.model_validate(recipe.get("params") or {})
     except ValidationError as err:
-        raise AssayError(format_validation_error(err, path, prefix="recipe.params")) from err
+        raise AssayError(describe_validation_error(err, path, prefix="recipe.params")) from err
     expanded = {key: value for key, value in raw.items() if key != "recipe"}
     expanded["stages"] = build(params)
     return expanded

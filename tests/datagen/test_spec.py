@@ -57,7 +57,7 @@ def test_malformed_yaml_and_non_mapping(tmp_path: Path) -> None:
 
 def test_cross_field_checks(tmp_path: Path) -> None:
     spec = {**MINIMAL, "source": {"path": "a.jsonl", "dataset": "d"}}
-    with pytest.raises(AssayError, match=r"source: Value error, give exactly one"):
+    with pytest.raises(AssayError, match=r"source: give exactly one"):
         load_spec(write_spec(tmp_path, spec))
     generate = {"type": "generate", "sampling": {"n": 2, "temperature": [0.1, 0.2, 0.3]}}
     with pytest.raises(AssayError, match=r"stages\.0\.generate\.sampling: .*lists 3 values but n is 2"):

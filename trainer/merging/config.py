@@ -21,9 +21,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
 
+from datagen.yaml_config import describe_validation_error, read_yaml_mapping
 from trainer.model_store import MODEL_NAME
 
 WEIGHT_TOLERANCE = 1e-6  # how far from 1 the weights of a linear merge may sum
@@ -272,33 +272,13 @@ def from_mergekit(raw: dict[str, Any]) -> dict[str, Any]:
     return {"method": "linear", "models": models, "normalize": normalize, "dtype": out_dtype}
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as err:
-        raise MergeError(f"{path}: no such file") from err
-    except yaml.YAMLError as err:
-        raise MergeError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(raw, dict):
-        raise MergeError(f"{path}: expected a mapping at the top level")
-    return raw
-
-
-def _describe(err: ValidationError, path: Path) -> str:
-    parts = []
-    for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "config"
-        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-    return f"{path}: " + "; ".join(parts)
-
-
 def load_merge_config(path: Path) -> MergeConfig:
     """Load a merge YAML in assay's format or mergekit's linear format.
 
     Raises:
         MergeError: naming the file and the field for any bad or unsupported setting.
     """
-    raw = _read_yaml(path)
+    raw = read_yaml_mapping(path, "merge config", MergeError)
     try:
         if "merge_method" in raw:
             try:
@@ -307,12 +287,12 @@ def load_merge_config(path: Path) -> MergeConfig:
                 raise MergeError(f"{path}: {err}") from err
         return MergeConfig.model_validate(raw)
     except ValidationError as err:
-        raise MergeError(_describe(err, path)) from err
+        raise MergeError(describe_validation_error(err, path, separator="; ")) from err
 
 
 def load_search_config(path: Path) -> SearchConfig:
     """Load a weight-search YAML; a bad field raises MergeError naming the file and field."""
     try:
-        return SearchConfig.model_validate(_read_yaml(path))
+        return SearchConfig.model_validate(read_yaml_mapping(path, "merge search config", MergeError))
     except ValidationError as err:
-        raise MergeError(_describe(err, path)) from err
+        raise MergeError(describe_validation_error(err, path, separator="; ")) from err
