@@ -304,15 +304,25 @@ def docker0_ip() -> str:
     return out.split()[3].split("/")[0] if out else "172.17.0.1"
 
 
-NETWORK_PROBE = """
-import json, socket
-results = {}
+def probe(success: str = "ALLOWED") -> str:
+    """The start of a probe program: `attempt(name, fn)` records `success` when fn runs and the
+    exception's type when it is refused; the probe ends by printing `json.dumps(results)`."""
+    return f"""
+import json
+results = {{}}
 def attempt(name, fn):
     try:
         fn()
-        results[name] = "REACHED"
+        results[name] = "{success}"
     except Exception as err:
         results[name] = type(err).__name__
+"""
+
+
+NETWORK_PROBE = (
+    probe("REACHED")
+    + """
+import socket
 def http(host, port):
     s = socket.create_connection((host, port), timeout=2)
     s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
@@ -327,6 +337,7 @@ attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPP
 attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
 print(json.dumps(results))
 """
+)
 
 
 @pytest.mark.parametrize("bound_s", [8.0])
@@ -355,15 +366,10 @@ def test_file_names_escaping_the_work_dir_are_rejected(docker_sandbox, name: str
     assert time.monotonic() - started < bound_s
 
 
-FS_PROBE = r"""
-import json, os
-results = {}
-def attempt(name, fn):
-    try:
-        fn()
-        results[name] = "ALLOWED"
-    except Exception as err:
-        results[name] = type(err).__name__
+FS_PROBE = (
+    probe()
+    + r"""
+import os
 attempt("read_proc1_environ", lambda: open("/proc/1/environ", "rb").read())
 attempt("docker_sock", lambda: os.stat("/var/run/docker.sock"))
 attempt("run_docker_sock", lambda: os.stat("/run/docker.sock"))
@@ -383,6 +389,7 @@ def mount():
 attempt("mount", mount)
 print(json.dumps(results))
 """
+)
 
 
 @pytest.mark.parametrize("bound_s", [4.0])
@@ -398,15 +405,10 @@ def test_file_system_escapes_fail(docker_sandbox, bound_s: float) -> None:
 # ---------------------------------------------------------------- privilege
 
 
-PRIVILEGE_PROBE = r"""
-import ctypes, json, os, signal, subprocess
-results = {}
-def attempt(name, fn):
-    try:
-        fn()
-        results[name] = "ALLOWED"
-    except Exception as err:
-        results[name] = type(err).__name__
+PRIVILEGE_PROBE = (
+    probe()
+    + r"""
+import ctypes, os, signal, subprocess
 libc = ctypes.CDLL(None, use_errno=True)
 def ptrace_pid1():
     if libc.ptrace(16, 1, None, None) != 0:  # PTRACE_ATTACH
@@ -426,6 +428,7 @@ print(json.dumps({"results": results, "uid": os.getuid(), "groups": os.getgroups
                   "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(),
                   "no_new_privs": status["NoNewPrivs"].strip()}))
 """
+)
 
 
 @pytest.mark.parametrize("bound_s", [6.0])
