@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sandbox import server as protocol
 from sandbox.config import SandboxConfig
 from sandbox.docker_backend import exchange, request_message, result_from_reply
 from sandbox.errors import SandboxError
@@ -115,21 +115,8 @@ class BwrapWorker:
         return ""
 
     def _call(self, header: dict, blobs: list[bytes], timeout: float) -> tuple[dict, list[bytes]]:
-        deadline = time.monotonic() + timeout
         out_fd = self.process.stdout.fileno()  # type: ignore[union-attr]
-
-        def read_exact(n: int) -> bytes:
-            parts, missing = [], n
-            while missing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not select.select([out_fd], [], [], remaining)[0]:
-                    raise TimeoutError
-                chunk = os.read(out_fd, min(missing, 1 << 20))
-                if not chunk:
-                    raise EOFError("the jail's server closed its output")
-                parts.append(chunk)
-                missing -= len(chunk)
-            return b"".join(parts)
+        read_exact = protocol.fd_reader(out_fd, deadline=time.monotonic() + timeout)
 
         def send(message: bytes) -> None:
             self.process.stdin.write(message)  # type: ignore[union-attr]

@@ -66,12 +66,17 @@ def decode_message(read_exact: Callable[[int], bytes]) -> tuple[dict, list[bytes
     return header, [read_exact(n) if n else b"" for n in sizes]
 
 
-def fd_reader(fd: int) -> Callable[[int], bytes]:
-    """A `read_exact` over a file descriptor."""
+def fd_reader(fd: int, deadline: float | None = None) -> Callable[[int], bytes]:
+    """A `read_exact` over a file descriptor; with a `deadline` (time.monotonic()), a read still
+    waiting then raises TimeoutError."""
 
     def read_exact(n: int) -> bytes:
         parts, missing = [], n
         while missing:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                    raise TimeoutError
             chunk = os.read(fd, min(missing, 1 << 20))
             if not chunk:
                 raise EOFError("channel closed")
