@@ -201,6 +201,24 @@ class Runner(ABC):
         """The run step of the unit-test format."""
         return Step("run", argv, stdin=stdin, env=env, timeout_s=self.run_timeout_s)
 
+    def compiled_plan(
+        self,
+        files: tuple[tuple[str, bytes], ...],
+        compile_argv: tuple[str, ...],
+        run_argv: tuple[str, ...],
+        run_stdin: bytes,
+        nonce: str,
+        names: tuple[str, ...],
+        lines: list[int],
+        limits: Limits,
+        compile_env: tuple = (),
+    ) -> Plan:
+        """The plan of a compiled unit-test format: a `compile` step (its failures are compile
+        errors), then the run step; the tests are the assertion `lines`, named `names`."""
+        steps = (self.compile_step(compile_argv, env=compile_env), self.run_step(run_argv, run_stdin))
+        request = ExecRequest(files=files, steps=steps, limits=limits)
+        return Plan(request, names, nonce, ("compile",), notes={"lines": lines})
+
 
 # ---------------------------------------------------------------- judging
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sandbox.execution import ExecRequest, Limits, Step
+from sandbox.execution import Limits, Step
 from sandbox.languages.base import Plan, Runner, harness_source, new_nonce
 from sandbox.languages.clike import append_to_body, assertion_lines, line_names, mask
 
@@ -58,12 +58,10 @@ class CppRunner(Runner):
             ]
         )
         nonce = new_nonce()
-        steps = (
-            Step("compile", compile_and_forget(COMPILE, SOURCE), timeout_s=self.compile_timeout_s),
-            self.run_step(("./prog",), nonce.encode()),
-        )
-        request = ExecRequest(files=((SOURCE, source.encode()),), steps=steps, limits=limits)
-        return Plan(request, line_names(tests, lines), nonce, ("compile",), notes={"lines": lines})
+        return self.compiled_plan(
+            ((SOURCE, source.encode()),), compile_and_forget(COMPILE, SOURCE), ("./prog",),
+            nonce.encode(), nonce, line_names(tests, lines), lines, limits,
+        )  # fmt: skip
 
     def stdio_program(
         self, code: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from sandbox.execution import ExecRequest, Limits, Step
+from sandbox.execution import Limits, Step
 from sandbox.languages.base import Plan, Runner, harness_source, new_nonce
 from sandbox.languages.clike import assertion_lines, line_names, rename_function
 from sandbox.languages.cpp import compile_and_forget
@@ -57,17 +57,10 @@ class GoRunner(Runner):
             ("solution.go", program.encode()),
             ("assay_tests.go", tests_main.encode()),
         )
-        steps = (
-            Step(
-                "compile",
-                compile_and_forget(BUILD, "assay_tests.go"),
-                env=ENV,
-                timeout_s=self.compile_timeout_s,
-            ),
-            self.run_step(("./prog",), nonce.encode()),
-        )
-        request = ExecRequest(files=files, steps=steps, limits=limits)
-        return Plan(request, line_names(tests, lines), nonce, ("compile",), notes={"lines": lines})
+        return self.compiled_plan(
+            files, compile_and_forget(BUILD, "assay_tests.go"), ("./prog",), nonce.encode(), nonce,
+            line_names(tests, lines), lines, limits, compile_env=ENV,
+        )  # fmt: skip
 
     def stdio_program(
         self, code: str

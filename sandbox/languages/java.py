@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from sandbox.execution import ExecRequest, Limits, Step
+from sandbox.execution import Limits, Step
 from sandbox.languages.base import InvalidInput, Plan, ProgramRejected, Runner, harness_source, new_nonce
 from sandbox.languages.clike import assertion_lines, find_statement_end, line_names, mask, split_message
 from sandbox.languages.cpp import compile_and_forget
@@ -103,16 +103,11 @@ class JavaRunner(Runner):
             (tests_file, rewrite_asserts(tests).encode()),
             ("Assay.java", harness.encode()),
         )
-        steps = (
-            Step(
-                "compile",
-                compile_and_forget((*JAVAC, program_file, tests_file, "Assay.java"), tests_file),
-                timeout_s=self.compile_timeout_s,
-            ),  # fmt: skip
-            self.run_step(("java", *JVM, "-cp", ".", "Assay"), nonce.encode()),
-        )
-        request = ExecRequest(files=files, steps=steps, limits=limits)
-        return Plan(request, line_names(tests, lines), nonce, ("compile",), notes={"lines": lines})
+        return self.compiled_plan(
+            files, compile_and_forget((*JAVAC, program_file, tests_file, "Assay.java"), tests_file),
+            ("java", *JVM, "-cp", ".", "Assay"), nonce.encode(), nonce, line_names(tests, lines),
+            lines, limits,
+        )  # fmt: skip
 
     def stdio_program(
         self, code: str

@@ -98,16 +98,10 @@ class TypeScriptRunner(Runner):
         )
         payload = {"nonce": nonce, "code_file": "out/solution.js", "tests_file": "out/assay_tests.js"}
         compile_command = (*TSC, "assay.d.ts", "solution.ts", "assay_tests.ts")
-        steps = (
-            Step(
-                "compile",
-                compile_and_forget(compile_command, "assay_tests.ts"),
-                timeout_s=self.compile_timeout_s,
-            ),
-            self.run_step((*NODE, HARNESS), json.dumps(payload).encode()),
-        )
-        request = ExecRequest(files=files, steps=steps, limits=limits)
-        return Plan(request, line_names(tests, lines), nonce, ("compile",), notes={"lines": lines})
+        return self.compiled_plan(
+            files, compile_and_forget(compile_command, "assay_tests.ts"), (*NODE, HARNESS),
+            json.dumps(payload).encode(), nonce, line_names(tests, lines), lines, limits,
+        )  # fmt: skip
 
     def stdio_program(
         self, code: str

@@ -10,7 +10,7 @@ the remaining assertions.
 
 from __future__ import annotations
 
-from sandbox.execution import ExecRequest, Limits, Step
+from sandbox.execution import Limits, Step
 from sandbox.languages.base import Plan, Runner, harness_source, new_nonce
 from sandbox.languages.clike import assertion_lines, line_names, rename_function
 from sandbox.languages.cpp import compile_and_forget
@@ -86,16 +86,10 @@ class RustRunner(Runner):
         )
         nonce = new_nonce()
         files = (("main.rs", source.encode()), ("assay_tests.rs", tests_main.encode()))
-        steps = (
-            Step(
-                "compile",
-                compile_and_forget((*RUSTC, "main.rs"), "assay_tests.rs"),
-                timeout_s=self.compile_timeout_s,
-            ),
-            self.run_step(("./prog",), nonce.encode()),
-        )
-        request = ExecRequest(files=files, steps=steps, limits=limits)
-        return Plan(request, line_names(tests, lines), nonce, ("compile",), notes={"lines": lines})
+        return self.compiled_plan(
+            files, compile_and_forget((*RUSTC, "main.rs"), "assay_tests.rs"), ("./prog",),
+            nonce.encode(), nonce, line_names(tests, lines), lines, limits,
+        )  # fmt: skip
 
     def stdio_program(
         self, code: str
