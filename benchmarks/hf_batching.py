@@ -13,10 +13,10 @@ import platform
 import time
 from pathlib import Path
 
+from assay.settings import model_store_dir
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.engines.hf import HFEngine
-from datagen.settings import model_store_dir
-from trainer.model_store import ModelStore
+from model_store import ModelStore
 
 PROMPTS = [
     "Give three tips for learning a new language.",

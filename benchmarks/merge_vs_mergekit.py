@@ -232,7 +232,7 @@ def main() -> None:
         assay_home = args.work / "assay-home"
         env = {**os.environ, "ASSAY_HOME": str(assay_home)}
         # The Typer app that `assay merge` runs, started the same way as mergekit: a fresh process.
-        cli = "from datagen.cli.merge import app; app(prog_name='assay merge')"
+        cli = "from assay.cli.merge import app; app(prog_name='assay merge')"
         assay_command = [sys.executable, "-c", cli, str(config)]
         runs: dict[str, list[dict[str, Any]]] = {"mergekit": [], "assay": []}
         for repeat in range(args.repeats):

@@ -21,9 +21,9 @@ from typing import Any
 
 from hf_batching import PROMPTS, measure  # the batching benchmark's prompts and timed loop
 
+from assay.settings import model_store_dir
 from datagen.engines.config import EngineConfig, SamplingConfig
-from datagen.settings import model_store_dir
-from trainer.model_store import ModelStore
+from model_store import ModelStore
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

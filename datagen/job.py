@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.outputs import check_output_rows, dead_letter_rows, finished_rows, project_for_kind
 from datagen.sources import Source, load_source
 from datagen.spec import LoadedSpec
@@ -22,7 +22,7 @@ from datagen.stages.base import LIGHT_TASK_CPUS
 from datagen.stages.generate import GenerateStage
 from datasets_registry import Lineage, Registry, canonical_hash
 from datasets_registry.kinds import REQUIRED_COLUMNS
-from trainer.model_store import ModelStore, ResolvedModel
+from model_store import ModelStore, ResolvedModel
 
 if TYPE_CHECKING:
     import ray.data

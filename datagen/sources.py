@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.stages.base import ERROR_COLUMNS, LIGHT_TASK_CPUS, set_column
 from datasets_registry import DatasetVersion, Registry, RegistryError, content_id
 

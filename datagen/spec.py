@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from assay.config import apply_overrides, describe_validation_error, read_yaml_mapping
+from assay.errors import AssayError
 from datagen.engines.config import EngineConfig, SamplingConfig, StrictModel
-from datagen.errors import AssayError
-from datagen.yaml_config import apply_overrides, describe_validation_error, read_yaml_mapping
 from datasets_registry.errors import RegistryError
 from datasets_registry.kinds import Kind
 from datasets_registry.refs import check_name

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 
 
 class TemplateRenderError(ValueError):

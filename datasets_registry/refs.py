@@ -1,11 +1,9 @@
 """Dataset references: `name`, `name@latest`, `name@7`, `name@TAG`."""
 
-import re
 from dataclasses import dataclass
 
+from assay.names import NAME_PATTERN
 from datasets_registry.errors import RegistryError
-
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 def check_name(name: str) -> str:

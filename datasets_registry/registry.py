@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Literal
 import lance
 import pyarrow as pa
 
+from assay.names import NAME_PATTERN
 from datasets_registry import storage
 from datasets_registry.catalog import Catalog, VersionInfo
 from datasets_registry.errors import RegistryError
 from datasets_registry.lineage import Lineage
-from datasets_registry.refs import NAME_PATTERN, check_name, parse_ref
+from datasets_registry.refs import check_name, parse_ref
 from datasets_registry.validation import validate_rows
 
 if TYPE_CHECKING:

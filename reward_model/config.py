@@ -12,10 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from datagen.yaml_config import apply_overrides, describe_validation_error, read_yaml_mapping
+from assay.config import apply_overrides, describe_validation_error, read_yaml_mapping
+from assay.errors import AssayError
 
 
-class RMConfigError(ValueError):
+class RMConfigError(AssayError, ValueError):
     """A reward-model config or input that does not validate; the message names file and field."""
 
 

@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_store import ModelLineage, ModelStore, ResolvedModel
 from reward_model.config import RMConfig, RMConfigError, StageConfig
 from reward_model.data import RMPair, TokenizedPair, tokenize_pairs, validate_pairs
 from reward_model.eval import EvalReport, evaluate_rewards
 from reward_model.packing import PackedRow, collate, group_rows, pack_segments, single_rows
 from reward_model.score import pair_segments, score_segments
-from trainer.model_store import ModelLineage, ModelStore, ResolvedModel
 
 if TYPE_CHECKING:  # the registry (Lance, ~100 MB) loads only where a run reads datasets
     from datasets_registry import DatasetVersion, Registry

@@ -1,6 +1,6 @@
 """Errors of the sandbox layer."""
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 
 
 class SandboxError(AssayError):

@@ -9,13 +9,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from datagen.yaml_config import apply_overrides, describe_validation_error, read_yaml_mapping
+from assay.config import apply_overrides, describe_validation_error, read_yaml_mapping
+from assay.errors import AssayError
 
 Method = Literal["sft", "dpo", "ipo", "slic", "copg"]
 PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "ipo", "slic", "copg")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(AssayError, ValueError):
     """A training config that does not validate; the message names the file and field."""
 
 

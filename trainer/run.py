@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from datasets_registry import DatasetVersion, Registry
+from model_store import ModelLineage, ModelStore, ResolvedModel
 from trainer.config import TrainConfig, TrainConfigError
 from trainer.data import as_row, pack, tokenize_completion, tokenize_conversation
 from trainer.loop import TrainMetrics, train
-from trainer.model_store import ModelLineage, ModelStore, ResolvedModel
 from trainer.objectives import PreferenceItem, PreferenceObjective, SFTObjective
 
 

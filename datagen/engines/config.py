@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trainer.model_store import DEFAULT_MODEL
+from model_store import DEFAULT_MODEL
 
 
 class StrictModel(BaseModel):

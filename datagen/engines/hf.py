@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from datagen.engines.base import Completion
 from datagen.engines.config import EngineConfig, SamplingConfig
-from trainer.model_store import ResolvedModel
+from model_store import ResolvedModel
 
 Conversation = Sequence[dict[str, str]]
 

@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from assay.errors import AssayError
 from datagen.engines.base import Completion
 from datagen.engines.config import EngineConfig, SamplingConfig
-from datagen.errors import AssayError
 
 Conversation = Sequence[dict[str, str]]
 T = TypeVar("T")

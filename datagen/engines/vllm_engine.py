@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from assay.errors import AssayError
+from assay.settings import assay_home
 from datagen.engines.base import Completion
 from datagen.engines.config import EngineConfig, SamplingConfig
-from datagen.errors import AssayError
-from datagen.settings import assay_home
-from trainer.model_store import ResolvedModel, convert_gguf, fingerprint
+from model_store import ResolvedModel, convert_gguf, fingerprint
 
 Conversation = Sequence[dict[str, str]]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.recipes.best_of_n import BestOfNParams, best_of_n
 
 RECIPES: dict[str, tuple[type[BaseModel], Callable[[Any], list[dict[str, Any]]]]] = {
@@ -19,7 +19,7 @@ RECIPES: dict[str, tuple[type[BaseModel], Callable[[Any], list[dict[str, Any]]]]
 
 def expand_recipe(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     """Return the spec with its `recipe` replaced by the stages it expands to."""
-    from datagen.yaml_config import describe_validation_error
+    from assay.config import describe_validation_error
 
     if "recipe" not in raw:
         return raw

@@ -1,6 +1,6 @@
 """Stage implementations and the factory that builds them from a validated spec."""
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.spec import (
     BestOfNStageSpec,
     ExecuteStageSpec,
@@ -18,7 +18,7 @@ from datagen.stages.render import RenderStage
 from datagen.stages.select import BestOfNStage
 from datagen.stages.verify import IFEvalVerifyStage
 from datagen.templates import PromptTemplate
-from trainer.model_store import ModelStore, ModelStoreError
+from model_store import ModelStore, ModelStoreError
 
 __all__ = ["ERROR_COLUMNS", "Stage", "build_stages", "check_columns"]
 

@@ -18,7 +18,7 @@ from datagen.cache import CompletionCache, call_key
 from datagen.engines.base import COMPLETIONS_TYPE, Engine
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.stages.base import Row, RowResult, Stage, process_table
-from trainer.model_store import ResolvedModel
+from model_store import ResolvedModel
 
 if TYPE_CHECKING:
     import ray.data

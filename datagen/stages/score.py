@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from datagen.stages.base import Row, RowResult, Stage, process_table
-from trainer.model_store import ResolvedModel
+from model_store import ResolvedModel
 
 if TYPE_CHECKING:
     import ray.data

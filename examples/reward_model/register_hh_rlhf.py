@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--stage2-pairs", type=int, default=400)
     args = parser.parse_args()
     os.environ.setdefault("LANCE_LOG", "error")
-    from datagen.settings import default_registry_root
+    from assay.settings import default_registry_root
 
     path = args.data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     raw = path.read_bytes()

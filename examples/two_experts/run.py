@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from assay.settings import default_registry_root, model_store_dir
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.engines.hf import HFEngine
-from datagen.settings import default_registry_root, model_store_dir
 from datasets_registry import Lineage, Registry
 from datasets_registry.kinds import MESSAGES_TYPE
 from judges.ifeval import SUPPORTED, canonical_id, verify_response
+from model_store import ModelStore
 from trainer.config import TrainConfig
 from trainer.merging import merge_linear_to_store
-from trainer.model_store import ModelStore
 from trainer.run import prepare_training, run_training
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from assay.errors import AssayError
 
-class InstructionError(ValueError):
+
+class InstructionError(AssayError, ValueError):
     """Base class: an instruction could not be checked (bad id, bad kwargs, bad call)."""
 
 

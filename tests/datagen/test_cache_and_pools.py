@@ -17,7 +17,7 @@ from tiny_models import build_tiny_causal_lm
 from datagen.job import cache_uri, prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
-from trainer.model_store import ModelStore
+from model_store import ModelStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "datagen" / "seeds" / "ifeval_multilingual.jsonl"
@@ -135,7 +135,7 @@ def test_more_actor_cpus_than_ray_has_is_an_error_not_a_hang(
 ) -> None:
     import pytest
 
-    from datagen.errors import AssayError
+    from assay.errors import AssayError
 
     teachers = [{"engine": {"model": str(tiny_model), "num_cpus": 1.5}}]
     spec = write_spec(tmp_path, {"teachers": teachers, "sampling": {"max_tokens": 2}}, rows=2)
@@ -150,7 +150,7 @@ def test_pipeline_with_an_openai_teacher(tmp_path: Path, ray_local: None, monkey
     import pytest
     from openai_server import FakeOpenAIServer
 
-    from datagen.errors import AssayError
+    from assay.errors import AssayError
 
     monkeypatch.setenv("ASSAY_TEST_KEY", "sk-secret-123")
     with FakeOpenAIServer(latency_s=0.01, api_key="sk-secret-123", models=["served-model"],

@@ -12,7 +12,7 @@ from datagen.sources import prepare_rows
 from datagen.stages.base import ERROR_COLUMN
 from datagen.stages.generate import Teacher, _GenerateWorker
 from datasets_registry.kinds import MESSAGES_TYPE
-from trainer.model_store import ModelStore
+from model_store import ModelStore
 
 PROMPTS = ["Hi", "Write a short story about the sea and a lighthouse keeper", "Escribe una receta"]
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from openai_server import MALFORMED_MARKER, NO_CHOICES_MARKER, FakeOpenAIServer, reply_text
 
+from assay.errors import AssayError
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.engines.openai_engine import (
     MalformedResponseError,
@@ -18,7 +19,6 @@ from datagen.engines.openai_engine import (
     parse_retry_after,
     preflight,
 )
-from datagen.errors import AssayError
 
 KEY = "sk-test-secret-123"
 KEY_ENV = "ASSAY_TEST_OPENAI_KEY"

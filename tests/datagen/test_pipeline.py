@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.job import prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
-from trainer.model_store import ModelStore
+from model_store import ModelStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "datagen" / "seeds" / "ifeval_multilingual.jsonl"

@@ -7,13 +7,13 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.spec import load_spec
 from datagen.stages import build_stages
 from datagen.stages.base import ERROR_COLUMN, ERROR_COLUMNS
 from datagen.stages.score import ScoreStage
+from model_store import ModelStore
 from reward_model.score import RewardScorer
-from trainer.model_store import ModelStore
 
 PROMPTS = ["Write a short story about a lighthouse keeper.", "Scrivi una breve descrizione di Roma."]
 

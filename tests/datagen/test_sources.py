@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.sources import read_jsonl
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.spec import GenerateStageSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

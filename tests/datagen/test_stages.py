@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.sources import prepare_rows
 from datagen.stages import check_columns
 from datagen.stages.base import ERROR_COLUMN, ERROR_STAGE_COLUMN, process_table, run_rows_isolated

@@ -13,12 +13,12 @@ import yaml
 from pydantic import ValidationError
 from tiny_models import build_tiny_causal_lm
 
+from assay.errors import AssayError
 from datagen.engines.config import EngineConfig
-from datagen.errors import AssayError
 from datagen.job import JobReport, prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
-from trainer.model_store import ModelStore
+from model_store import ModelStore
 
 MAX_TOKENS = 8
 PROMPTS = [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
 from datagen.spec import load_spec
 from reward_model.config import RMConfigError, load_rm_config
 from trainer.config import TrainConfigError, load_train_config

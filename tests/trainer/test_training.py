@@ -15,10 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datasets_registry import Registry
 from datasets_registry.kinds import MESSAGES_TYPE
+from model_store import ModelStore
 from trainer.config import TrainConfig, TrainConfigError
 from trainer.data import IGNORE, as_row, collate, pack, tokenize_conversation
 from trainer.loop import NaNLossError, accumulate_gradients, train
-from trainer.model_store import ModelStore
 from trainer.objectives import PreferenceItem, PreferenceObjective, SFTObjective, forward_logits
 from trainer.run import prepare_training, run_training
 

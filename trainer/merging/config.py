@@ -23,15 +23,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
 
-from datagen.yaml_config import describe_validation_error, read_yaml_mapping
-from trainer.model_store import MODEL_NAME
+from assay.config import describe_validation_error, read_yaml_mapping
+from assay.errors import AssayError
+from assay.names import NAME_PATTERN
 
 WEIGHT_TOLERANCE = 1e-6  # how far from 1 the weights of a linear merge may sum
 OutputDType = Literal["float32", "float16", "bfloat16", "float64"]
 Accumulate = Literal["float64", "float32"]
 
 
-class MergeError(ValueError):
+class MergeError(AssayError, ValueError):
     """Bad merge input (config, models, weights): raised before any output is written."""
 
 
@@ -118,7 +119,7 @@ class MergeConfig(BaseModel):
                 raise ValueError(
                     "interpolate needs exactly one entry in `models`, without a weight (use alpha)"
                 )
-        if self.output is not None and not MODEL_NAME.match(self.output):
+        if self.output is not None and not NAME_PATTERN.match(self.output):
             raise ValueError(
                 f"output {self.output!r} is not a valid model name (lowercase, digits, '.', '_', '-')"
             )
@@ -207,7 +208,7 @@ class SearchConfig(BaseModel):
             if any(w < 0 for w in self.initial_weights):
                 raise ValueError("`initial_weights` must be non-negative (a search stays on the simplex)")
             check_weights(self.initial_weights, normalize=False)
-        if not MODEL_NAME.match(self.output):
+        if not NAME_PATTERN.match(self.output):
             raise ValueError(f"output {self.output!r} is not a valid model name")
         return self
 

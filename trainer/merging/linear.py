@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from model_store import META_FILE
 from trainer.merging.config import MergeError, check_weights
 from trainer.merging.safetensors_io import (
     FLOAT_DTYPES,
@@ -37,7 +38,6 @@ from trainer.merging.safetensors_io import (
     ShardedWriter,
     TensorSpec,
 )
-from trainer.model_store import META_FILE
 
 CHUNK_ELEMENTS = 1 << 18  # 256k elements: the working buffers stay in the CPU's L2/L3 caches
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")

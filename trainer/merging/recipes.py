@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model_store import ModelLineage, ModelStore, ResolvedModel
 from trainer.merging.config import MergeConfig, MergeError
 from trainer.merging.linear import LinearMergePlan, MergeResult, Progress, execute_linear, plan_linear
-from trainer.model_store import ModelLineage, ModelStore, ResolvedModel
 
 
 def seed_weights(count: int) -> list[float]:

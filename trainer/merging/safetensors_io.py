@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from assay.errors import AssayError
+
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 HEADER_LIMIT = 100 * 2**20  # the format's own cap on header size
@@ -45,7 +47,7 @@ TORCH_DTYPE_NAMES: dict[str, str] = {
 }  # fmt: skip
 
 
-class SafetensorsFormatError(ValueError):
+class SafetensorsFormatError(AssayError, ValueError):
     """A file or folder that is not valid safetensors, or a write that breaks its own plan."""
 
 

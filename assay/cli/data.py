@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from datagen.cli.common import console, open_model_store, open_registry
+from assay.cli.common import console, open_model_store, open_registry
 
 app = typer.Typer(help="Versioned datasets in the registry.", no_args_is_help=True)
 

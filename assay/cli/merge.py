@@ -4,8 +4,6 @@ assay merge soup.yaml            # same as: assay merge run soup.yaml
 assay merge search search.yaml
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from typer.core import TyperGroup
 
-from datagen.cli.common import console, open_model_store
+from assay.cli.common import console, open_model_store
 
 
 class _DefaultRunGroup(TyperGroup):
@@ -36,19 +34,6 @@ app = typer.Typer(
 )
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Report bad merge input as the CLI's one-line user error (exit 2)."""
-    from datagen.errors import AssayError
-
-    try:
-        yield
-    except ValueError as err:  # MergeError and SafetensorsFormatError; other ValueErrors are bugs
-        if type(err).__module__.startswith("trainer.merging"):
-            raise AssayError(str(err)) from err
-        raise
-
-
 @app.command("run")
 def run(
     config: Annotated[Path, typer.Argument(help="Merge config (assay or mergekit linear YAML).")],
@@ -61,23 +46,22 @@ def run(
     from trainer.merging.recipes import prepare_merges, run_merge
 
     store = open_model_store()
-    with _user_errors():
-        loaded = load_merge_config(config)
-        if check:
-            for job, _ in prepare_merges(loaded, store):
-                _show_job(job)
-            console.print("config is valid; nothing written (--check)")
-            return
-        with _progress() as progress:
-            task = progress.add_task("merging", total=None)
+    loaded = load_merge_config(config)
+    if check:
+        for job, _ in prepare_merges(loaded, store):
+            _show_job(job)
+        console.print("config is valid; nothing written (--check)")
+        return
+    with _progress() as progress:
+        task = progress.add_task("merging", total=None)
 
-            def on_job(job: Any) -> None:
-                progress.update(task, description=job.name, completed=0, total=None)
+        def on_job(job: Any) -> None:
+            progress.update(task, description=job.name, completed=0, total=None)
 
-            def on_bytes(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+        def on_bytes(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
 
-            merged = run_merge(loaded, store, progress=on_bytes, on_job=on_job)
+        merged = run_merge(loaded, store, progress=on_bytes, on_job=on_job)
     table = Table(title=f"{len(merged)} merge(s) registered in {store.root}", title_justify="left")
     for column in ("model", "weights", "seconds"):
         table.add_column(column)
@@ -95,9 +79,8 @@ def search(
     from trainer.merging.config import load_search_config
     from trainer.merging.search import run_search
 
-    with _user_errors():
-        loaded = load_search_config(config)
-        result = run_search(loaded, open_model_store(), log=console.print)
+    loaded = load_search_config(config)
+    result = run_search(loaded, open_model_store(), log=console.print)
     table = Table(
         title=f"best merge: {loaded.output} (mean score {result.best.mean:.4f})", title_justify="left"
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from datagen.cli.common import console
+from assay.cli.common import console
 
 app = typer.Typer(help="The code-execution sandbox (Docker image, warm containers).", no_args_is_help=True)
 

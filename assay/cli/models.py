@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from datagen.cli.common import console, open_model_store
+from assay.cli.common import console, open_model_store
 
 app = typer.Typer(help="Models in the local store.", no_args_is_help=True)
 
@@ -13,7 +13,7 @@ app = typer.Typer(help="Models in the local store.", no_args_is_help=True)
 @app.command("list")
 def list_models() -> None:
     """List stored models and the embedded ones that can be pulled."""
-    from trainer.model_store import EMBEDDED_MODELS
+    from model_store import EMBEDDED_MODELS
 
     store = open_model_store()
     table = Table(title=f"models in {store.root}", title_justify="left")

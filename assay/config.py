@@ -1,5 +1,6 @@
-"""Reading YAML configs, one way for every component: pipeline specs, training, merging and
-reward-model configs all name the file, the field and the problem the same way."""
+"""Config reading, one way for every component: pipeline specs, training, merging and
+reward-model configs are `StrictModel`s read from YAML, and all name the file, the field and the
+problem the same way."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from datagen.errors import AssayError
+from assay.errors import AssayError
+
+
+class StrictModel(BaseModel):
+    """A config model that rejects unknown keys, so a typo fails instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def read_yaml_mapping(path: Path, what: str, error: type[Exception] = AssayError) -> dict[str, Any]:

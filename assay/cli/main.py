@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from datagen.cli import data, eval, merge, models, run, sandbox, train
-from datagen.cli.common import CliState, err_console
+from assay.cli import data, eval, merge, models, run, sandbox, train
+from assay.cli.common import CliState, err_console
 
 app = typer.Typer(
     name="assay",
@@ -37,18 +37,6 @@ def main_options(
     CliState.registry_root = registry
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exception types that mean bad input: one line, exit code 2, no traceback."""
-    from datagen.errors import AssayError
-    from datasets_registry.errors import RegistryError
-    from reward_model.config import RMConfigError
-    from trainer.config import TrainConfigError
-    from trainer.merging import MergeError
-    from trainer.model_store import ModelStoreError
-
-    return (AssayError, RegistryError, ModelStoreError, TrainConfigError, MergeError, RMConfigError)
-
-
 def main() -> None:
     """Console entry point: run the app, reporting bad input as one clear error with exit 2."""
     # Lance logs a warning for every first write to a new dataset; keep the terminal for results.
@@ -58,7 +46,9 @@ def main() -> None:
     try:
         app()
     except Exception as err:  # noqa: BLE001 - sorted below into user errors and bugs
-        if isinstance(err, user_errors()):
+        from assay.errors import AssayError
+
+        if isinstance(err, AssayError):
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             sys.exit(2)
         raise

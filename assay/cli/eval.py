@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from datagen.cli.common import console
+from assay.cli.common import console
 
 app = typer.Typer(help="Evaluate models on registered datasets.", no_args_is_help=True)
 
@@ -31,7 +31,7 @@ def eval_rm(
 
     from transformers import AutoTokenizer
 
-    from datagen.cli.common import open_model_store, open_registry
+    from assay.cli.common import open_model_store, open_registry
     from reward_model.config import RMConfig, RMConfigError
     from reward_model.eval import evaluate_rewards, format_report
     from reward_model.model import RewardModel

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from datagen.cli.common import console, open_model_store, open_registry
+from assay.cli.common import console, open_model_store, open_registry
 
 app = typer.Typer(help="Train experts from registered datasets.", no_args_is_help=True)
 

@@ -22,10 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from datasets_registry.refs import NAME_PATTERN
+from assay.errors import AssayError
+from assay.names import NAME_PATTERN
 
 
-class ModelStoreError(LookupError):
+class ModelStoreError(AssayError, LookupError):
     """A model reference that resolves to nothing, or a pull that failed."""
 
 
@@ -51,9 +52,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "assay_model.json"
-
-# Model names follow the dataset name rules. The alias stays for callers that import it.
-MODEL_NAME = NAME_PATTERN
 
 
 class ModelLineage(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from datagen.cli.common import console, open_model_store, open_registry
+from assay.cli.common import console, open_model_store, open_registry
 
 
 def run(

@@ -8,7 +8,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:  # imported lazily at run time, so `assay --help` stays instant
     from datasets_registry import Registry
-    from trainer.model_store import ModelStore
+    from model_store import ModelStore
 
 console = Console()
 err_console = Console(stderr=True)
@@ -22,7 +22,7 @@ class CliState:
 
 def open_registry() -> Registry:
     """The registry named by --registry, $ASSAY_REGISTRY, or the default under $ASSAY_HOME."""
-    from datagen.settings import default_registry_root
+    from assay.settings import default_registry_root
     from datasets_registry import Registry
 
     return Registry(CliState.registry_root or default_registry_root())
@@ -30,7 +30,7 @@ def open_registry() -> Registry:
 
 def open_model_store() -> ModelStore:
     """The model store under $ASSAY_HOME."""
-    from datagen.settings import model_store_dir
-    from trainer.model_store import ModelStore
+    from assay.settings import model_store_dir
+    from model_store import ModelStore
 
     return ModelStore(model_store_dir())
