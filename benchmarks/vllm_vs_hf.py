@@ -11,18 +11,17 @@ Prints the ratios and writes a JSON result. Run it under the shared lock:
 
 import argparse
 import gc
-import json
 import os
 import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hf_batching import PROMPTS, measure  # the batching benchmark's prompts and timed loop
+from results_io import add_output_args, write_result
 
 from assay.settings import model_store_dir
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.config import HFEngineConfig, SamplingConfig, VLLMEngineConfig
 from model_store import ModelStore
 
 
@@ -60,7 +59,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="hf torch threads.")
     parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="vllm KV cache (RAM on CPU).")
-    parser.add_argument("--out", default="benchmarks/results/vllm_vs_hf.json")
+    add_output_args(parser, "vllm_vs_hf")
     args = parser.parse_args()
 
     from datagen.engines.hf import HFEngine
@@ -69,8 +68,8 @@ def main() -> None:
     model = ModelStore(model_store_dir()).resolve(args.model)
     sampling = SamplingConfig(n=1, temperature=0.7, max_tokens=args.max_tokens, seed=0)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.prompts)]
-    hf_config = EngineConfig(model=args.model, batch_size=args.batch_size, torch_threads=args.threads)
-    vllm_config = EngineConfig(
+    hf_config = HFEngineConfig(model=args.model, batch_size=args.batch_size, torch_threads=args.threads)
+    vllm_config = VLLMEngineConfig(
         backend="vllm", model=args.model, batch_size=args.batch_size, kv_cache_gb=args.kv_cache_gb
     )
     # hf first: an idle vLLM engine process would otherwise share the cores with it.
@@ -90,8 +89,7 @@ def main() -> None:
         "ratio": round(ratio, 2),
         "ratio_with_start": round(ratio_with_start, 2),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_result(args, result)
     for name, r in (("hf", hf), ("vllm", vllm)):
         print(
             f"{name:5s} generation {r['tokens_per_s']:.1f} tok/s "

@@ -5,18 +5,18 @@ A spec lists its stages directly, or names a recipe and its params (a recipe exp
 stages before validation, so both forms are checked the same way).
 """
 
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, create_model, model_validator
 
-from assay.config import apply_overrides, describe_validation_error, read_yaml_mapping
+from assay.config import StrictModel, apply_overrides, describe_validation_error, read_yaml_mapping
 from assay.errors import AssayError
-from datagen.engines.config import EngineConfig, SamplingConfig, StrictModel
+from datagen.stages import StageSpec, registered_stages
 from datasets_registry.errors import RegistryError
 from datasets_registry.kinds import Kind
 from datasets_registry.refs import check_name
-from sandbox.config import SandboxConfig
 
 
 class SourceSpec(StrictModel):
@@ -31,135 +31,6 @@ class SourceSpec(StrictModel):
         if (self.path is None) == (self.dataset is None):
             raise ValueError("give exactly one of `path` or `dataset`")
         return self
-
-
-class _StageBase(StrictModel):
-    name: str | None = Field(None, description="Stage name in reports and dead letters.")
-
-
-class RenderStageSpec(_StageBase):
-    """Render a jinja2 template per row into a chat conversation."""
-
-    type: Literal["render"]
-    template: str = Field(description="User-turn template file, relative to the spec file.")
-    system: str | None = Field(None, description="Optional system-turn template file.")
-    output: str = Field("prompt_messages", description="Column for the conversation.")
-
-
-class RouteSpec(StrictModel):
-    """Send a row to a teacher only when its `column` holds one of `values`."""
-
-    column: str = Field("language", description="Column to route on.")
-    values: list[str] = Field(min_length=1, description="Values that go to this teacher.")
-
-
-class TeacherSpec(StrictModel):
-    """One model of a teacher pool."""
-
-    name: str | None = Field(None, description="Teacher name in reports; default: the model.")
-    engine: EngineConfig
-    route: RouteSpec | None = Field(None, description="Which rows this teacher gets; default: all.")
-
-
-class GenerateStageSpec(_StageBase):
-    """Sample `n` completions per conversation with one engine, or with a pool of teachers."""
-
-    type: Literal["generate"]
-    input: str = Field("prompt_messages", description="Column holding the conversation.")
-    output: str = Field("completions", description="Column for the list of completions.")
-    engine: EngineConfig | None = Field(None, description="The engine (default: hf with the default model).")
-    teachers: list[TeacherSpec] | None = Field(
-        None, min_length=1, description="A pool of engines instead of one; every completion names its model."
-    )
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-
-    @model_validator(mode="after")
-    def _one_engine_or_teachers(self) -> "GenerateStageSpec":
-        if self.engine is not None and self.teachers is not None:
-            raise ValueError("give `engine` or `teachers`, not both")
-        return self
-
-    def teacher_specs(self) -> list[TeacherSpec]:
-        """The teachers, with a lone engine as a pool of one."""
-        return self.teachers or [TeacherSpec(engine=self.engine or EngineConfig())]
-
-
-class IFEvalVerifyStageSpec(_StageBase):
-    """Score each completion by the fraction of the row's verifiable instructions it follows."""
-
-    type: Literal["ifeval_verify"]
-    completions: str = Field("completions", description="Column of completions to check.")
-    output: str = Field("completion_scores", description="Column for one score per completion.")
-
-
-class BestOfNStageSpec(_StageBase):
-    """Pick the best completion (SFT) and best-vs-worst (preference) by score."""
-
-    type: Literal["best_of_n"]
-    prompt: str = Field("prompt_messages", description="Column holding the prompt conversation.")
-    completions: str = Field("completions", description="Column of completions.")
-    scores: str = Field("completion_scores", description="Column of scores, one per completion.")
-    score_name: str = Field("ifeval", description="Name of the score in the `scores` column.")
-    min_sft_score: float = Field(0.0, description="Best score an SFT row needs.")
-    min_margin: float = Field(
-        0.0, ge=0.0, description="A preference pair needs best - worst > this; ties are skipped."
-    )
-
-
-class ScoreStageSpec(_StageBase):
-    """Add a reward per completion with a reward model (`assay train rm`), in a Ray actor pool."""
-
-    type: Literal["score"]
-    model: str = Field(description="Reward model: a stored model name or an HF folder.")
-    prompt: str = Field("prompt_messages", description="Column holding the prompt (messages or text).")
-    completion: str = Field("completion", description="Column holding the completion(s).")
-    output: str = Field("reward", description="Column for the reward (a list with per_completion).")
-    per_completion: bool = Field(False, description="The column holds a list of completions.")
-    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
-    max_length: int = Field(1024, ge=8, description="Tokens per sample; long prompts are cut from the left.")
-    concurrency: int = Field(1, ge=1, description="Actors, each holding the model.")
-    num_cpus: float = Field(1.0, gt=0, description="CPUs each actor reserves.")
-
-
-class ExecuteStageSpec(_StageBase):
-    """Run programs (or each completion's code block) against the row's tests in the sandbox."""
-
-    type: Literal["execute"]
-    program: str | None = Field(
-        None, description="Column with one program or completion per row; writes verdict, pass_rate, reward."
-    )
-    completions: str | None = Field(
-        None, description="Column of completions (list of {text}); default `completions` without `program`."
-    )
-    language: str = Field("language", description="Column naming each row's language.")
-    tests: str = Field("tests", description="Column with each row's tests, in the language's test format.")
-    extract: bool = Field(True, description="Take the program from a fenced code block (False: bare code).")
-    scores: str = Field("completion_scores", description="With `completions`: column for one reward each.")
-    sandbox: SandboxConfig = Field(
-        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
-    )
-    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
-    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
-    max_concurrency: int = Field(8, ge=1, description="Executions in flight at once across all actors.")
-
-    @model_validator(mode="after")
-    def _one_input(self) -> "ExecuteStageSpec":
-        if self.program is not None and self.completions is not None:
-            raise ValueError("give `program` or `completions`, not both")
-        if self.program is None and self.completions is None:
-            self.completions = "completions"
-        return self
-
-
-StageSpec = Annotated[
-    RenderStageSpec
-    | GenerateStageSpec
-    | IFEvalVerifyStageSpec
-    | BestOfNStageSpec
-    | ScoreStageSpec
-    | ExecuteStageSpec,
-    Field(discriminator="type"),
-]
 
 
 def _dataset_name(value: str) -> str:
@@ -193,14 +64,16 @@ class PipelineSpec(StrictModel):
     """A generation job: source rows, stages, and the datasets it registers."""
 
     name: DatasetName = Field(description="Pipeline name (used for job ids and the dead-letter dataset).")
-    description: str = ""
-    source: SourceSpec
-    stages: list[StageSpec] = Field(min_length=1)
-    outputs: list[OutputSpec] = Field(min_length=1)
+    description: str = Field("", description="What the pipeline makes, for people reading the spec.")
+    source: SourceSpec = Field(description="Where the input rows come from.")
+    stages: list[StageSpec] = Field(
+        min_length=1, description="The stages, in order; each `type` is a registered stage."
+    )
+    outputs: list[OutputSpec] = Field(min_length=1, description="The datasets the job registers.")
     dead_letter: DatasetName | None = Field(
         None, description="Dead-letter dataset name; default `NAME-dead-letter`."
     )
-    ray: RaySpec = Field(default_factory=RaySpec)
+    ray: RaySpec = Field(default_factory=RaySpec, description="Where the pipeline runs.")
 
     @model_validator(mode="after")
     def _distinct_datasets(self) -> "PipelineSpec":
@@ -216,11 +89,28 @@ class PipelineSpec(StrictModel):
         return self.dead_letter or f"{self.name}-dead-letter"
 
 
+def pipeline_spec_model() -> type[PipelineSpec]:
+    """`PipelineSpec` whose `stages` are the union of every registered stage's spec, told apart
+    by `type`: a stage registered at any time is valid in specs loaded after it."""
+    return _with_stage_union(tuple(stage.spec_class for stage in registered_stages().values()))
+
+
+@cache
+def _with_stage_union(spec_classes: tuple[type[StageSpec], ...]) -> type[PipelineSpec]:
+    union = Annotated[Union[spec_classes], Field(discriminator="type")]  # noqa: UP007 - a runtime tuple
+    return create_model(
+        "PipelineSpec",
+        __base__=PipelineSpec,
+        __doc__=PipelineSpec.__doc__,
+        stages=(list[union], PipelineSpec.model_fields["stages"]),
+    )
+
+
 class LoadedSpec(StrictModel):
     """A validated spec with where it came from."""
 
-    spec: PipelineSpec
-    path: Path
+    spec: PipelineSpec = Field(description="The validated spec.")
+    path: Path = Field(description="The spec file.")
     raw: dict[str, Any] = Field(description="The YAML after overrides, as written to lineage.")
 
     def resolve(self, relative: str) -> Path:
@@ -242,7 +132,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
     apply_overrides(raw, overrides or [])
     expanded = expand_recipe(raw, path)
     try:
-        spec = PipelineSpec.model_validate(expanded)
+        spec = pipeline_spec_model().model_validate(expanded)
     except ValidationError as err:
         raise AssayError(describe_validation_error(err, path)) from err
     return LoadedSpec(spec=spec, path=path.resolve(), raw=raw)

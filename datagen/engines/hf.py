@@ -9,21 +9,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from datagen.engines.base import Completion
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.base import Completion, PromptTooLongError
+from datagen.engines.config import HFEngineConfig, SamplingConfig
 from model_store import ResolvedModel
 
 Conversation = Sequence[dict[str, str]]
 
 
-class PromptTooLongError(ValueError):
-    """A rendered prompt longer than the engine's `max_prompt_tokens`."""
-
-
 class HFEngine:
     """A transformers causal LM loaded once, generating for batches of conversations."""
 
-    def __init__(self, config: EngineConfig, model: ResolvedModel) -> None:
+    def __init__(self, config: HFEngineConfig, model: ResolvedModel) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from assay.errors import AssayError
 from assay.settings import assay_home
-from datagen.engines.base import Completion
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.base import Completion, PromptTooLongError
+from datagen.engines.config import DEFAULT_MAX_PROMPT_TOKENS, SamplingConfig, VLLMEngineConfig
 from model_store import ResolvedModel, convert_gguf, fingerprint
 
 Conversation = Sequence[dict[str, str]]
@@ -42,11 +42,7 @@ GIB = 1 << 30
 QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
 
 
-class PromptTooLongError(ValueError):
-    """A rendered prompt longer than `max_prompt_tokens`, or leaving no room in `max_model_len`."""
-
-
-def preflight(config: EngineConfig, where: str = "engine") -> None:
+def preflight(config: VLLMEngineConfig, where: str = "engine") -> None:
     """Check before a job starts that the `vllm` package is installed (actors run in this environment).
 
     Args:
@@ -83,7 +79,7 @@ def hf_folder(model: ResolvedModel) -> Path:
     return folder
 
 
-def engine_kwargs(config: EngineConfig, folder: Path) -> dict[str, Any]:
+def engine_kwargs(config: VLLMEngineConfig, folder: Path) -> dict[str, Any]:
     """The keyword arguments for `vllm.LLM` that a config asks for."""
     kwargs: dict[str, Any] = {
         "model": str(folder),
@@ -102,7 +98,7 @@ def engine_kwargs(config: EngineConfig, folder: Path) -> dict[str, Any]:
 class VLLMEngine:
     """A vLLM engine loaded once, generating all samples of a batch of conversations in one call."""
 
-    def __init__(self, config: EngineConfig, model: ResolvedModel) -> None:
+    def __init__(self, config: VLLMEngineConfig, model: ResolvedModel) -> None:
         for name, value in QUIET_ENV.items():
             os.environ.setdefault(name, value)
         try:
@@ -118,7 +114,7 @@ class VLLMEngine:
             raise ValueError(f"model {model.ref!r} has no chat template in its tokenizer")
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         # At least one token of the context must be left for the completion.
-        self.prompt_limit = min(config.max_prompt_tokens, self.max_model_len - 1)
+        self.prompt_limit = min(config.max_prompt_tokens or DEFAULT_MAX_PROMPT_TOKENS, self.max_model_len - 1)
 
     def encode(self, conversation: Conversation) -> list[int]:
         """The token ids of a conversation's prompt, ending where the assistant turn starts.

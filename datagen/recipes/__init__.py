@@ -1,26 +1,29 @@
-"""Recipes: plain functions that wire the stages of one method from typed params.
+"""Recipes: typed functions that wire the stages of one method from their params.
 
-A spec names one as `recipe: {name: ..., params: {...}}` instead of listing `stages`.
+A spec names one as `recipe: {name: ..., params: {...}}` instead of listing `stages`. Importing
+this package registers the built-in recipes (the import line below).
 """
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from assay.config import describe_validation_error
 from assay.errors import AssayError
-from datagen.recipes.best_of_n import BestOfNParams, best_of_n
+from datagen.recipes import best_of_n  # noqa: F401 - registers its recipe
+from datagen.recipes.registry import register_recipe, registered_recipes
 
-RECIPES: dict[str, tuple[type[BaseModel], Callable[[Any], list[dict[str, Any]]]]] = {
-    "best_of_n": (BestOfNParams, best_of_n),
-}
+__all__ = ["expand_recipe", "register_recipe", "registered_recipes"]
 
 
 def expand_recipe(raw: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Return the spec with its `recipe` replaced by the stages it expands to."""
-    from assay.config import describe_validation_error
+    """Return the spec with its `recipe` replaced by the typed stage specs it expands to.
 
+    Raises:
+        AssayError: a malformed `recipe`, an unknown name, or params that do not validate,
+            naming the file and field.
+    """
     if "recipe" not in raw:
         return raw
     if "stages" in raw:
@@ -28,14 +31,14 @@ def expand_recipe(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     recipe = raw["recipe"]
     if not isinstance(recipe, dict) or set(recipe) - {"name", "params"} or "name" not in recipe:
         raise AssayError(f"{path}: recipe: expected a mapping with `name` and `params`")
+    recipes = registered_recipes()
     name = recipe["name"]
-    if name not in RECIPES:
-        raise AssayError(f"{path}: recipe.name: unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
-    params_model, build = RECIPES[name]
+    if name not in recipes:
+        raise AssayError(f"{path}: recipe.name: unknown recipe {name!r}; recipes: {', '.join(recipes)}")
     try:
-        params = params_model.model_validate(recipe.get("params") or {})
+        params = recipes[name].params.model_validate(recipe.get("params") or {})
     except ValidationError as err:
         raise AssayError(describe_validation_error(err, path, prefix="recipe.params")) from err
     expanded = {key: value for key, value in raw.items() if key != "recipe"}
-    expanded["stages"] = build(params)
+    expanded["stages"] = recipes[name].expand(params)
     return expanded

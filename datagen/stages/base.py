@@ -1,4 +1,9 @@
-"""Stages map a Ray Dataset to a Ray Dataset, declaring the columns they read and write.
+"""The stage contract: a spec, a class built from it, the columns it reads and writes.
+
+A stage module owns its spec model (a `StageSpec` with `type: Literal[...]`, every default
+there and only there) and its stage class, built from the spec by one constructor
+`Stage(spec, context)`; `@register_stage` (datagen/stages/registry.py) makes its `type` valid in
+pipeline specs. See docs/architecture.md, "Adding a stage".
 
 Every row carries error columns. A row whose processing raises gets the stage name, the error
 and a JSON copy of itself as it was at that moment; later stages pass it through untouched,
@@ -10,13 +15,21 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
+
+from assay.config import StrictModel
+from assay.errors import AssayError
 
 if TYPE_CHECKING:
     import ray.data
+
+    from model_store import ModelStore, ResolvedModel
 
 ERROR_COLUMN = "_error"
 ERROR_STAGE_COLUMN = "_error_stage"
@@ -30,18 +43,69 @@ Row = dict[str, Any]
 RowResult = Row | Exception
 
 
-class Stage(ABC):
-    """A pipeline step over a Ray Dataset.
+class StageSpec(StrictModel):
+    """What every stage spec has. A stage's own spec narrows `type` to one literal."""
 
-    Subclasses set `reads` (input columns) and `writes` (output columns and their Arrow types),
-    which the job checks against the source columns before anything runs.
+    type: str = Field(description="The stage type; it selects the stage.")
+    name: str | None = Field(None, description="Stage name in reports and dead letters; default INDEX-TYPE.")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What building a stage may need besides its spec: where the spec file is (relative paths
+    and error messages), the model store, the LLM-call cache, and the stage's index."""
+
+    spec_path: Path = Path("pipeline.yaml")
+    store: ModelStore | None = None
+    cache_uri: str | None = None
+    index: int = 0
+
+    def resolve(self, relative: str) -> Path:
+        """A path in the spec, relative to the spec file's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.spec_path.parent / path).resolve()
+
+    def field(self, name: str) -> str:
+        """`FILE: stages.INDEX.NAME`, for messages about one of the stage's fields."""
+        return f"{self.spec_path}: stages.{self.index}.{name}"
+
+    def resolve_model(self, ref: str, field: str) -> ResolvedModel:
+        """A model named in the spec: a stored name, a .gguf file or an HF folder (relative to the
+        spec file), resolved now so that a missing one fails before any work.
+
+        Raises:
+            AssayError: naming the file and field.
+        """
+        from assay.settings import model_store_dir
+        from model_store import ModelStore, ModelStoreError
+
+        store = self.store or ModelStore(model_store_dir())
+        if not store.has(ref) and ("/" in ref or ref.endswith(".gguf")):
+            ref = str(self.resolve(ref))
+        try:
+            return store.resolve(ref)
+        except ModelStoreError as err:
+            raise AssayError(f"{self.field(field)}: {err}") from err
+
+
+SpecT = TypeVar("SpecT", bound=StageSpec)
+
+
+class Stage(ABC, Generic[SpecT]):
+    """A pipeline step over a Ray Dataset, built from its spec.
+
+    Subclasses set `spec_class`, and in their constructor `reads` (input columns) and `writes`
+    (output columns and their Arrow types), which the job checks against the source columns
+    before anything runs.
     """
 
+    spec_class: ClassVar[type[StageSpec]]
     reads: tuple[str, ...] = ()
     writes: dict[str, pa.DataType] = {}
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, spec: SpecT, context: BuildContext | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name or f"{(context or BuildContext()).index}-{spec.type}"
 
     @property
     def models(self) -> list[str]:
@@ -130,7 +194,7 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(name, values)
 
 
-class RowStage(Stage):
+class RowStage(Stage[SpecT]):
     """A stage that maps each row independently in cheap Ray tasks."""
 
     @abstractmethod

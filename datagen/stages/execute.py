@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import atexit
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+from pydantic import Field, model_validator
 
-from datagen.stages.base import LIGHT_TASK_CPUS, Row, RowResult, Stage, process_table
+from datagen.stages.base import LIGHT_TASK_CPUS, BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stages.registry import register_stage
+from sandbox.config import SandboxConfig
 from sandbox.verdict import VERDICT_TYPE, Verdict
 
 if TYPE_CHECKING:
     import ray.data
-
-    from sandbox.config import SandboxConfig
 
 SEMAPHORE_NAMESPACE = "assay"
 
@@ -76,49 +77,58 @@ def semaphore_name(stage_name: str) -> str:
     return f"assay-execute-{stage_name}"
 
 
-class ExecuteStage(Stage):
+class ExecuteStageSpec(StageSpec):
+    """Run programs (or each completion's code block) against the row's tests in the sandbox."""
+
+    type: Literal["execute"] = "execute"
+    program: str | None = Field(
+        None, description="Column with one program or completion per row; writes verdict, pass_rate, reward."
+    )
+    completions: str | None = Field(
+        None, description="Column of completions (list of {text}); default `completions` without `program`."
+    )
+    language: str = Field("language", description="Column naming each row's language.")
+    tests: str = Field("tests", description="Column with each row's tests, in the language's test format.")
+    extract: bool = Field(True, description="Take the program from a fenced code block (False: bare code).")
+    scores: str = Field("completion_scores", description="With `completions`: column for one reward each.")
+    sandbox: SandboxConfig = Field(
+        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
+    )
+    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
+    max_concurrency: int = Field(8, ge=1, description="Executions in flight at once across all actors.")
+    threads: int | None = Field(
+        None, ge=1, description="Executions each actor keeps in flight (default: its sandbox's pool size)."
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ExecuteStageSpec:
+        if self.program is not None and self.completions is not None:
+            raise ValueError("give `program` or `completions`, not both")
+        if self.program is None and self.completions is None:
+            self.completions = "completions"
+        return self
+
+
+@register_stage
+class ExecuteStage(Stage[ExecuteStageSpec]):
     """Run each row's program (or each completion) against the row's tests in the sandbox.
 
-    Args:
-        name: Stage name.
-        program: Column with the program text, or a completions column (list of {text}).
-        language: Column naming each row's language.
-        tests: Column with each row's tests (the language's format; JSON for SQL and stdio).
-        extract: Take the program from a fenced code block (a model's completion); with False
-            the column holds bare code.
-        scores: For a completions column, the column that gets one reward per completion.
-        sandbox: The sandbox config each actor opens.
-        actors: Ray actors, each with its own sandbox.
-        batch_size: Rows per batch.
-        max_concurrency: Executions in flight at once across all actors (the semaphore).
-        threads: Executions each actor keeps in flight (default: its sandbox's pool size).
+    With `program`, a text column (a program, or a completion with a fenced block) gets a
+    verdict; with `completions`, every completion of a list gets one, and a reward in `scores`.
     """
 
-    def __init__(
-        self,
-        name: str,
-        program: str,
-        language: str,
-        tests: str,
-        extract: bool,
-        scores: str,
-        sandbox: SandboxConfig,
-        actors: int = 1,
-        batch_size: int = 16,
-        max_concurrency: int = 8,
-        threads: int | None = None,
-        list_input: bool = False,
-    ) -> None:
-        super().__init__(name)
-        self.program, self.language, self.tests = program, language, tests
-        self.extract, self.scores, self.sandbox = extract, scores, sandbox
-        self.actors, self.batch_size, self.max_concurrency = actors, batch_size, max_concurrency
-        self.threads = threads or sandbox.pool_size
-        self.list_input = list_input
+    spec_class = ExecuteStageSpec
+
+    def __init__(self, spec: ExecuteStageSpec, context: BuildContext | None = None) -> None:
+        super().__init__(spec, context)
+        self.list_input = spec.program is None
+        self.program = spec.program or spec.completions or "completions"
+        self.threads = spec.threads or spec.sandbox.pool_size
         self.semaphore: Any = None
-        self.reads = (program, language, tests)
-        if list_input:
-            self.writes = {"completion_verdicts": pa.list_(VERDICT_TYPE), scores: pa.list_(pa.float64())}
+        self.reads = (self.program, spec.language, spec.tests)
+        if self.list_input:
+            self.writes = {"completion_verdicts": pa.list_(VERDICT_TYPE), spec.scores: pa.list_(pa.float64())}
         else:
             self.writes = {
                 "verdict": pa.string(),
@@ -137,13 +147,13 @@ class ExecuteStage(Stage):
         import ray.data
 
         # Created before any actor asks, and held here: a named actor dies with its last handle.
-        self.semaphore = semaphore(semaphore_name(self.name), self.max_concurrency)
+        self.semaphore = semaphore(semaphore_name(self.name), self.spec.max_concurrency)
         return ds.map_batches(
             _ExecuteWorker,
             fn_constructor_args=(self,),
-            batch_size=self.batch_size,
+            batch_size=self.spec.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.actors),
+            compute=ray.data.ActorPoolStrategy(size=self.spec.actors),
             num_cpus=LIGHT_TASK_CPUS,  # the programs run in containers, bounded by the semaphore
             udf_modifying_row_count=False,
         )
@@ -156,10 +166,14 @@ class _ExecuteWorker:
         from sandbox import open_sandbox
 
         self.stage = stage
-        self.sandbox = open_sandbox(stage.sandbox)
+        self.sandbox = open_sandbox(stage.spec.sandbox)
         atexit.register(self.sandbox.close)
-        self.semaphore = semaphore(semaphore_name(stage.name), stage.max_concurrency)
+        self.semaphore = semaphore(semaphore_name(stage.name), stage.spec.max_concurrency)
         self.pool = ThreadPoolExecutor(max_workers=max(1, self.stage.threads))
+
+    @property
+    def spec(self) -> ExecuteStageSpec:
+        return self.stage.spec
 
     def __del__(self) -> None:
         # Ray Data calls a UDF's __del__ when it shuts its actor down; stop the containers now
@@ -181,23 +195,23 @@ class _ExecuteWorker:
         ray.get(self.semaphore.acquire.remote())
         try:
             return verify(
-                self.sandbox, language, program, tests, extract=self.stage.extract,
-                limits=self.stage.sandbox.limits.to_limits(),
+                self.sandbox, language, program, tests, extract=self.spec.extract,
+                limits=self.spec.sandbox.limits.to_limits(),
             )  # fmt: skip
         finally:
             self.semaphore.release.remote()
 
     def _execute_rows(self, rows: list[Row]) -> list[RowResult]:
-        stage = self.stage
+        stage, spec = self.stage, self.spec
         jobs: list[tuple[int, Any]] = []
         for index, row in enumerate(rows):
             programs = row[stage.program]
             if stage.list_input:
                 for completion in programs or []:
                     text = completion.get("text") if isinstance(completion, dict) else completion
-                    jobs.append((index, (row[stage.language], text, row[stage.tests])))
+                    jobs.append((index, (row[spec.language], text, row[spec.tests])))
             else:
-                jobs.append((index, (row[stage.language], programs, row[stage.tests])))
+                jobs.append((index, (row[spec.language], programs, row[spec.tests])))
         verdicts = list(self.pool.map(lambda job: self._verify(*job[1]), jobs))
         per_row: list[list[Verdict]] = [[] for _ in rows]
         for (index, _), verdict in zip(jobs, verdicts, strict=True):
@@ -211,7 +225,7 @@ class _ExecuteWorker:
                 results.append(
                     {
                         "completion_verdicts": [v.to_row() for v in row_verdicts],
-                        stage.scores: [v.reward for v in row_verdicts],
+                        spec.scores: [v.reward for v in row_verdicts],
                     }
                 )
             else:

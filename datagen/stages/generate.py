@@ -10,18 +10,69 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+from pydantic import Field, model_validator
 
+from assay.config import StrictModel
 from datagen.cache import CompletionCache, call_key
 from datagen.engines.base import COMPLETIONS_TYPE, Engine
-from datagen.engines.config import EngineConfig, SamplingConfig
-from datagen.stages.base import Row, RowResult, Stage, process_table
-from model_store import ResolvedModel
+from datagen.engines.config import (
+    AnyEngineConfig,
+    EngineConfig,
+    HFEngineConfig,
+    OpenAIEngineConfig,
+    SamplingConfig,
+    VLLMEngineConfig,
+)
+from datagen.stages.base import BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stages.registry import register_stage
 
 if TYPE_CHECKING:
     import ray.data
+
+    from model_store import ResolvedModel
+
+
+class RouteSpec(StrictModel):
+    """Send a row to a teacher only when its `column` holds one of `values`."""
+
+    column: str = Field("language", description="Column to route on.")
+    values: list[str] = Field(min_length=1, description="Values that go to this teacher.")
+
+
+class TeacherSpec(StrictModel):
+    """One model of a teacher pool."""
+
+    name: str | None = Field(None, description="Teacher name in reports; default: the model.")
+    engine: EngineConfig = Field(description="The teacher's engine: backend, model and how to run it.")
+    route: RouteSpec | None = Field(None, description="Which rows this teacher gets; default: all.")
+
+
+class GenerateStageSpec(StageSpec):
+    """Sample `n` completions per conversation with one engine, or with a pool of teachers."""
+
+    type: Literal["generate"] = "generate"
+    input: str = Field("prompt_messages", description="Column holding the conversation.")
+    output: str = Field("completions", description="Column for the list of completions.")
+    engine: EngineConfig | None = Field(None, description="The engine (default: hf with the default model).")
+    teachers: list[TeacherSpec] | None = Field(
+        None, min_length=1, description="A pool of engines instead of one; every completion names its model."
+    )
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig, description="How completions are sampled."
+    )
+
+    @model_validator(mode="after")
+    def _one_engine_or_teachers(self) -> GenerateStageSpec:
+        if self.engine is not None and self.teachers is not None:
+            raise ValueError("give `engine` or `teachers`, not both")
+        return self
+
+    def teacher_specs(self) -> list[TeacherSpec]:
+        """The teachers, with a lone engine as a pool of one."""
+        return self.teachers or [TeacherSpec(engine=self.engine or HFEngineConfig())]
 
 
 @dataclass(frozen=True)
@@ -40,27 +91,41 @@ class Teacher:
     """One engine of a stage: its config, its resolved local model (hf, vllm), and its route."""
 
     name: str
-    engine: EngineConfig
+    engine: AnyEngineConfig
     model: ResolvedModel | None
     route: Route | None = None
+
+    @classmethod
+    def from_spec(cls, spec: TeacherSpec, context: BuildContext, field: str) -> Teacher:
+        """Resolve a teacher's local model (hf, vllm) now, so a missing one fails before any work."""
+        engine = spec.engine
+        route = Route(spec.route.column, tuple(spec.route.values)) if spec.route else None
+        local = not isinstance(engine, OpenAIEngineConfig)
+        model = context.resolve_model(engine.model, f"{field}.model") if local else None
+        return cls(spec.name or engine.model, engine, model, route)
 
     @property
     def identity(self) -> str:
         """The model identity used in lineage, cache keys and accounting."""
-        if self.model is not None:
-            # vllm samples differently from hf with the same seed: their cached calls must differ.
-            return f"vllm:{self.model.identity}" if self.engine.backend == "vllm" else self.model.identity
-        return f"{self.engine.backend}:{self.engine.base_url}#{self.engine.model}"
+        if isinstance(self.engine, OpenAIEngineConfig):
+            return f"openai:{self.engine.base_url}#{self.engine.model}"
+        assert self.model is not None
+        # vllm samples differently from hf with the same seed: their cached calls must differ.
+        return (
+            f"vllm:{self.model.identity}"
+            if isinstance(self.engine, VLLMEngineConfig)
+            else self.model.identity
+        )
 
 
 def create_engine(teacher: Teacher) -> Engine:
     """Load the engine a teacher names (inside the actor that will use it)."""
-    if teacher.engine.backend == "openai":
+    if isinstance(teacher.engine, OpenAIEngineConfig):
         from datagen.engines.openai_engine import OpenAIEngine
 
         return OpenAIEngine(teacher.engine)
     assert teacher.model is not None
-    if teacher.engine.backend == "vllm":
+    if isinstance(teacher.engine, VLLMEngineConfig):
         from datagen.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine(teacher.engine, teacher.model)
@@ -69,24 +134,24 @@ def create_engine(teacher: Teacher) -> Engine:
     return HFEngine(teacher.engine, teacher.model)
 
 
-class GenerateStage(Stage):
+@register_stage
+class GenerateStage(Stage[GenerateStageSpec]):
     """Sample `sampling.n` completions per conversation from each matching teacher."""
 
-    def __init__(
-        self,
-        name: str,
-        teachers: list[Teacher],
-        sampling: SamplingConfig,
-        input: str,
-        output: str,
-        cache_uri: str | None,
-    ) -> None:
-        super().__init__(name)
-        self.teachers, self.sampling, self.cache_uri = teachers, sampling, cache_uri
-        self.input, self.output = input, output
-        routes = sorted({t.route.column for t in teachers if t.route is not None})
-        self.reads = (input, *routes)
-        self.writes = {output: COMPLETIONS_TYPE}
+    spec_class = GenerateStageSpec
+
+    def __init__(self, spec: GenerateStageSpec, context: BuildContext | None = None) -> None:
+        super().__init__(spec, context)
+        context = context or BuildContext()
+        self.teachers = [
+            Teacher.from_spec(teacher, context, f"teachers.{n}.engine" if spec.teachers else "engine")
+            for n, teacher in enumerate(spec.teacher_specs())
+        ]
+        self.sampling, self.cache_uri = spec.sampling, context.cache_uri
+        self.input, self.output = spec.input, spec.output
+        routes = sorted({t.route.column for t in self.teachers if t.route is not None})
+        self.reads = (spec.input, *routes)
+        self.writes = {spec.output: COMPLETIONS_TYPE}
 
     @property
     def models(self) -> list[str]:
@@ -100,7 +165,7 @@ class GenerateStage(Stage):
     @property
     def actor_gpus(self) -> float:
         """GPUs each actor reserves (vllm on GPUs): the most any of its teachers asks for."""
-        return max(teacher.engine.num_gpus for teacher in self.teachers)
+        return max(teacher.engine.gpus_per_replica() for teacher in self.teachers)
 
     @property
     def concurrency(self) -> int:
@@ -111,11 +176,8 @@ class GenerateStage(Stage):
 
         # API keys reach the actors through Ray's runtime environment (they may run on other
         # nodes, or have started before the key was set); never through configs or lineage.
-        keys = {
-            t.engine.api_key_env: os.environ[t.engine.api_key_env]
-            for t in self.teachers
-            if t.engine.backend == "openai" and t.engine.api_key_env and t.engine.api_key_env in os.environ
-        }
+        key_names = {t.engine.api_key_env for t in self.teachers if isinstance(t.engine, OpenAIEngineConfig)}
+        keys = {name: os.environ[name] for name in key_names if name and name in os.environ}
         # One actor pool holds every teacher: separate pools per teacher can starve each other
         # of CPUs in Ray Data's scheduler and wait forever on a small machine.
         return ds.map_batches(

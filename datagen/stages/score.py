@@ -9,15 +9,18 @@ one reward per completion. Rows are scored in packed batches; a row that cannot 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+from pydantic import Field
 
-from datagen.stages.base import Row, RowResult, Stage, process_table
-from model_store import ResolvedModel
+from datagen.stages.base import BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stages.registry import register_stage
 
 if TYPE_CHECKING:
     import ray.data
+
+    from model_store import ResolvedModel
 
 
 def _completion_value(value: Any) -> Any:
@@ -29,28 +32,35 @@ def _completion_value(value: Any) -> Any:
     return value
 
 
-class ScoreStage(Stage):
-    """Add a reward per completion with a reward model saved by `assay train rm`."""
+class ScoreStageSpec(StageSpec):
+    """Add a reward per completion with a reward model (`assay train rm`), in a Ray actor pool."""
 
-    def __init__(
-        self,
-        name: str,
-        model: ResolvedModel,
-        prompt: str = "prompt_messages",
-        completion: str = "completion",
-        output: str = "reward",
-        per_completion: bool = False,
-        batch_size: int = 16,
-        max_length: int = 1024,
-        concurrency: int = 1,
-        num_cpus: float = 1.0,
-    ) -> None:
-        super().__init__(name)
-        self.model, self.prompt, self.completion, self.output = model, prompt, completion, output
-        self.per_completion, self.batch_size, self.max_length = per_completion, batch_size, max_length
-        self.concurrency, self.actor_cpus = concurrency, num_cpus
-        self.reads = (prompt, completion)
-        self.writes = {output: pa.list_(pa.float64()) if per_completion else pa.float64()}
+    type: Literal["score"] = "score"
+    model: str = Field(description="Reward model: a stored model name or an HF folder.")
+    prompt: str = Field("prompt_messages", description="Column holding the prompt (messages or text).")
+    completion: str = Field("completion", description="Column holding the completion(s).")
+    output: str = Field("reward", description="Column for the reward (a list with per_completion).")
+    per_completion: bool = Field(False, description="The column holds a list of completions.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
+    max_length: int = Field(1024, ge=8, description="Tokens per sample; long prompts are cut from the left.")
+    concurrency: int = Field(1, ge=1, description="Actors, each holding the model.")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs each actor reserves.")
+
+
+@register_stage
+class ScoreStage(Stage[ScoreStageSpec]):
+    """Add a reward per completion with a reward model saved by `assay train rm`.
+
+    The model is resolved when the stage is built, so a missing one fails before any work.
+    """
+
+    spec_class = ScoreStageSpec
+
+    def __init__(self, spec: ScoreStageSpec, context: BuildContext | None = None) -> None:
+        super().__init__(spec, context)
+        self.model: ResolvedModel = (context or BuildContext()).resolve_model(spec.model, "model")
+        self.reads = (spec.prompt, spec.completion)
+        self.writes = {spec.output: pa.list_(pa.float64()) if spec.per_completion else pa.float64()}
 
     @property
     def models(self) -> list[str]:
@@ -62,10 +72,10 @@ class ScoreStage(Stage):
         return ds.map_batches(
             _ScoreWorker,
             fn_constructor_args=(self,),
-            batch_size=self.batch_size,
+            batch_size=self.spec.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
-            num_cpus=self.actor_cpus,
+            compute=ray.data.ActorPoolStrategy(size=self.spec.concurrency),
+            num_cpus=self.spec.num_cpus,
             udf_modifying_row_count=False,
         )
 
@@ -77,7 +87,10 @@ class _ScoreWorker:
         from reward_model.score import RewardScorer
 
         self.stage = stage
-        self.scorer = RewardScorer(stage.model.path, max_length=stage.max_length, batch_size=stage.batch_size)
+        self.spec = stage.spec
+        self.scorer = RewardScorer(
+            stage.model.path, max_length=self.spec.max_length, batch_size=self.spec.batch_size
+        )
 
     def __call__(self, table: pa.Table) -> pa.Table:
         stage = self.stage
@@ -85,15 +98,15 @@ class _ScoreWorker:
 
     def _score(self, rows: list[Row]) -> list[RowResult]:
         """Tokenize row by row (a bad row fails alone), then score every sample in one pass."""
-        stage = self.stage
+        spec = self.spec
         samples: list[list[int]] = []
         spans: list[tuple[int, int] | Exception] = []
         for row in rows:
             try:
-                values = row[stage.completion] if stage.per_completion else [row[stage.completion]]
+                values = row[spec.completion] if spec.per_completion else [row[spec.completion]]
                 if values is None:
-                    raise ValueError(f"column {stage.completion!r} is null")
-                ids = [self.scorer.tokenize(row[stage.prompt], _completion_value(value)) for value in values]
+                    raise ValueError(f"column {spec.completion!r} is null")
+                ids = [self.scorer.tokenize(row[spec.prompt], _completion_value(value)) for value in values]
             except Exception as err:  # noqa: BLE001 - a bad row becomes a dead letter
                 spans.append(err)
                 continue
@@ -106,5 +119,5 @@ class _ScoreWorker:
                 results.append(span)
                 continue
             scores = rewards[span[0] : span[1]]
-            results.append({stage.output: scores if stage.per_completion else scores[0]})
+            results.append({spec.output: scores if spec.per_completion else scores[0]})
         return results

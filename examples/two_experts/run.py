@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from assay.settings import default_registry_root, model_store_dir
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.config import HFEngineConfig, SamplingConfig
 from datagen.engines.hf import HFEngine
 from datasets_registry import Lineage, Registry
 from datasets_registry.kinds import MESSAGES_TYPE
@@ -111,7 +111,7 @@ def refusal_rate(texts: list[str]) -> float:
 
 def evaluate(store: ModelStore, name: str, ifeval: list[dict], harmful: list[str], safe: list[str]) -> dict:
     started = time.monotonic()
-    engine = HFEngine(EngineConfig(model=name, batch_size=20, torch_threads=2), store.resolve(name))
+    engine = HFEngine(HFEngineConfig(model=name, batch_size=20, torch_threads=2), store.resolve(name))
     answers = generate(engine, [r["prompt"] for r in ifeval], max_tokens=160)
     followed = [
         verify_response(a, r["instruction_id_list"], r["kwargs"])

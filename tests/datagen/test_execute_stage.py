@@ -6,9 +6,8 @@ import pyarrow as pa
 import pytest
 
 from datagen.sources import prepare_rows
-from datagen.spec import ExecuteStageSpec
 from datagen.stages.base import ERROR_COLUMN, ERROR_STAGE_COLUMN
-from datagen.stages.execute import ExecuteStage, _ExecuteWorker
+from datagen.stages.execute import ExecuteStage, ExecuteStageSpec, _ExecuteWorker
 from sandbox.config import SandboxConfig
 from sandbox.execution import ExecResult
 from sandbox.verdict import Verdict
@@ -18,13 +17,9 @@ ADD_TESTS = "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"
 
 def stage(**options) -> ExecuteStage:  # noqa: ANN003
     spec = ExecuteStageSpec.model_validate(
-        {"type": "execute", "sandbox": {"backend": "docker", "pool_size": 2}} | options
+        {"type": "execute", "name": "execute", "sandbox": {"backend": "docker", "pool_size": 2}} | options
     )
-    return ExecuteStage(
-        options.get("name", "execute"), spec.program or spec.completions, spec.language, spec.tests,
-        spec.extract, spec.scores, spec.sandbox, spec.actors, spec.batch_size, spec.max_concurrency,
-        list_input=spec.program is None,
-    )  # fmt: skip
+    return ExecuteStage(spec)
 
 
 @pytest.mark.docker
@@ -135,4 +130,4 @@ def test_spec_needs_one_input_and_checks_the_sandbox_config() -> None:
     with pytest.raises(ValueError, match="sandbox.pool_sizes"):
         ExecuteStageSpec.model_validate({"type": "execute", "sandbox": {"pool_sizes": 2}})
     assert isinstance(Verdict("passed").reward, float)
-    assert isinstance(stage(program="x").sandbox, SandboxConfig)
+    assert isinstance(stage(program="x").spec.sandbox, SandboxConfig)

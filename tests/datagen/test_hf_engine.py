@@ -6,11 +6,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.config import HFEngineConfig, SamplingConfig
 from datagen.engines.hf import HFEngine
 from datagen.sources import prepare_rows
-from datagen.stages.base import ERROR_COLUMN
-from datagen.stages.generate import Teacher, _GenerateWorker
+from datagen.stages.base import ERROR_COLUMN, BuildContext
+from datagen.stages.generate import Teacher, TeacherSpec, _GenerateWorker
 from datasets_registry.kinds import MESSAGES_TYPE
 from model_store import ModelStore
 
@@ -23,7 +23,7 @@ def chat(text: str) -> list[dict[str, str]]:
 
 @pytest.fixture
 def engine(tiny_model: Path, tmp_path: Path) -> HFEngine:
-    config = EngineConfig(model=str(tiny_model), max_prompt_tokens=64, torch_threads=1)
+    config = HFEngineConfig(model=str(tiny_model), max_prompt_tokens=64, torch_threads=1)
     return HFEngine(config, ModelStore(tmp_path).resolve(str(tiny_model)))
 
 
@@ -54,10 +54,11 @@ def test_seed_reproduces_and_counts_are_right(engine: HFEngine) -> None:
 
 
 def worker(tiny_model: Path, tmp_path: Path, max_prompt_tokens: int) -> _GenerateWorker:
-    config = EngineConfig(model=str(tiny_model), max_prompt_tokens=max_prompt_tokens, torch_threads=1)
+    config = HFEngineConfig(model=str(tiny_model), max_prompt_tokens=max_prompt_tokens, torch_threads=1)
     sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=4)
-    model = ModelStore(tmp_path).resolve(str(tiny_model))
-    teacher = Teacher("tiny", config, model)
+    teacher = Teacher.from_spec(
+        TeacherSpec(name="tiny", engine=config), BuildContext(store=ModelStore(tmp_path)), "engine"
+    )
     return _GenerateWorker("generate", [teacher], sampling, "prompt_messages", "completions")
 
 

@@ -10,8 +10,8 @@ import yaml
 from assay.errors import AssayError
 from datagen.spec import load_spec
 from datagen.stages import build_stages
-from datagen.stages.base import ERROR_COLUMN, ERROR_COLUMNS
-from datagen.stages.score import ScoreStage
+from datagen.stages.base import ERROR_COLUMN, ERROR_COLUMNS, BuildContext
+from datagen.stages.score import ScoreStage, ScoreStageSpec
 from model_store import ModelStore
 from reward_model.score import RewardScorer
 
@@ -39,14 +39,14 @@ def with_error_columns(rows: list[dict]) -> pa.Table:
 def test_score_stage_adds_rewards_in_ray(reward_model_folder: Path, ray_local: None) -> None:
     import ray.data
 
-    store = ModelStore(reward_model_folder.parent / "store")
-    model = store.resolve(str(reward_model_folder))
+    context = BuildContext(store=ModelStore(reward_model_folder.parent / "store"))
     rows = [
         {"prompt_messages": [{"role": "user", "content": PROMPTS[i % 2]}], "completion": f"My answer is {w}."}
         for i, w in enumerate(["yes", "no", "yes yes", "no no", "maybe", "yes"])
     ]
     rows.append({"prompt_messages": [{"role": "user", "content": PROMPTS[0]}], "completion": "yes " * 600})
-    stage = ScoreStage("score", model, max_length=128, batch_size=3)
+    spec = ScoreStageSpec(name="score", model=str(reward_model_folder), max_length=128, batch_size=3)
+    stage = ScoreStage(spec, context)
     out = stage.apply(ray.data.from_arrow(with_error_columns(rows))).to_pandas()
     assert len(out) == 7
     good, bad = out.iloc[:6], out.iloc[6]
@@ -62,12 +62,15 @@ def test_score_stage_adds_rewards_in_ray(reward_model_folder: Path, ray_local: N
 def test_per_completion_scores_a_generate_stage_output(reward_model_folder: Path, ray_local: None) -> None:
     import ray.data
 
-    model = ModelStore(reward_model_folder.parent / "store").resolve(str(reward_model_folder))
+    context = BuildContext(store=ModelStore(reward_model_folder.parent / "store"))
     completions = [{"text": "My answer is yes.", "model": "m"}, {"text": "My answer is no.", "model": "m"}]
     rows = [
         {"prompt_messages": [{"role": "user", "content": p}], "completions": completions} for p in PROMPTS
     ]
-    stage = ScoreStage("score", model, completion="completions", output="rewards", per_completion=True)
+    spec = ScoreStageSpec(
+        model=str(reward_model_folder), completion="completions", output="rewards", per_completion=True
+    )
+    stage = ScoreStage(spec, context)
     assert stage.writes == {"rewards": pa.list_(pa.float64())}
     out = stage.apply(ray.data.from_arrow(with_error_columns(rows))).take_all()
     scorer = RewardScorer(reward_model_folder)
@@ -88,7 +91,7 @@ def test_spec_builds_a_score_stage_and_checks_the_model(reward_model_folder: Pat
     path.write_text(yaml.safe_dump(spec))
     (stage,) = build_stages(load_spec(path), ModelStore(tmp_path / "models"))
     assert isinstance(stage, ScoreStage) and stage.reads == ("prompt_messages", "completion")
-    assert stage.max_length == 256 and stage.models[0].startswith(str(reward_model_folder))
+    assert stage.spec.max_length == 256 and stage.models[0].startswith(str(reward_model_folder))
     spec["stages"][0]["model"] = "no-such-rm"
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(AssayError, match=r"stages\.0\.model: model 'no-such-rm'"):

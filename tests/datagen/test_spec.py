@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from assay.errors import AssayError
-from datagen.spec import GenerateStageSpec, load_spec
+from datagen.spec import load_spec
+from datagen.stages.generate import GenerateStageSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "best_of_n_ifeval.yaml"
@@ -42,7 +43,7 @@ def test_unknown_key_names_field_and_file(tmp_path: Path) -> None:
 
 def test_unknown_stage_type_lists_known_types(tmp_path: Path) -> None:
     spec = {**MINIMAL, "stages": [{"type": "translate"}]}
-    with pytest.raises(AssayError, match=r"stages\.0: .*'translate'.*'render', 'generate'"):
+    with pytest.raises(AssayError, match=r"stages\.0: .*'translate'.*'generate', 'render'"):
         load_spec(write_spec(tmp_path, spec))
 
 

@@ -7,7 +7,7 @@ from assay.errors import AssayError
 from datagen.sources import prepare_rows
 from datagen.stages import check_columns
 from datagen.stages.base import ERROR_COLUMN, ERROR_STAGE_COLUMN, process_table, run_rows_isolated
-from datagen.stages.select import BestOfNStage
+from datagen.stages.select import BestOfNStage, BestOfNStageSpec
 
 
 def double(row: dict) -> dict:
@@ -53,8 +53,7 @@ PROMPT = [{"role": "user", "content": "q"}]
 
 
 def select(scores: list[float], min_sft_score: float = 0.0, min_margin: float = 0.0) -> dict:
-    stage = BestOfNStage("select", "prompt_messages", "completions", "completion_scores", "ifeval",
-                         min_sft_score, min_margin)  # fmt: skip
+    stage = BestOfNStage(BestOfNStageSpec(name="select", min_sft_score=min_sft_score, min_margin=min_margin))
     completions = [completion(f"c{i}", 0.1 * i) for i in range(len(scores))]
     return stage.process_row(
         {"prompt_messages": PROMPT, "completions": completions, "completion_scores": scores}
@@ -82,13 +81,13 @@ def test_best_of_n_skips_ties_and_low_scores() -> None:
 
 def test_best_of_n_rejects_mismatched_scores() -> None:
     with pytest.raises(ValueError, match="2 completions but 1 scores"):
-        BestOfNStage("s", "p", "c", "s2", "x", 0.0, 0.0).process_row(
+        BestOfNStage(BestOfNStageSpec(prompt="p", completions="c", scores="s2")).process_row(
             {"p": PROMPT, "c": [completion("a"), completion("b")], "s2": [1.0]}
         )
 
 
 def test_check_columns_names_stage_and_missing_column() -> None:
-    stage = BestOfNStage("select", "prompt_messages", "completions", "completion_scores", "x", 0, 0)
+    stage = BestOfNStage(BestOfNStageSpec(name="select", score_name="x"))
     with pytest.raises(AssayError, match=r"stage 'select' reads 'prompt_messages', 'completions'"):
         check_columns([stage], ["id", "completion_scores"], "spec.yaml")
     available = check_columns([stage], ["prompt_messages", "completions", "completion_scores"], "s")

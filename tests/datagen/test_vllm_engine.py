@@ -14,7 +14,12 @@ from pydantic import ValidationError
 from tiny_models import build_tiny_causal_lm
 
 from assay.errors import AssayError
-from datagen.engines.config import EngineConfig
+from datagen.engines.config import (
+    HFEngineConfig,
+    OpenAIEngineConfig,
+    VLLMEngineConfig,
+    parse_engine_config,
+)
 from datagen.job import JobReport, prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
@@ -32,21 +37,31 @@ PROMPTS = [
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"kv_cache_gb": 2.0}, "kv_cache_gb: vllm-only, but backend is hf"),
-        ({"backend": "openai", "base_url": "http://127.0.0.1:1/v1", "max_model_len": 64}, "vllm-only"),
+        ({"kv_cache_gb": 2.0}, r"hf\.kv_cache_gb\n  Extra inputs are not permitted"),
+        (
+            {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1", "max_model_len": 64},
+            "Extra",
+        ),
+        ({"backend": "openai", "model": "m"}, r"openai\.base_url\n  Field required"),
+        ({"backend": "tgi"}, "does not match any of the expected tags: 'hf', 'vllm', 'openai'"),
         ({"backend": "vllm", "max_model_len": 128, "max_prompt_tokens": 128}, "must be below max_model_len"),
         ({"backend": "vllm", "vllm_args": {"model": "other", "seed": 3}}, "may not set model, seed"),
     ],
 )
 def test_bad_vllm_fields_are_refused(fields: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        EngineConfig(**fields)
+        parse_engine_config(fields)
 
 
-def test_vllm_config_survives_a_full_dump() -> None:
-    """Recipes pass engine configs on as full dumps; defaults must not read as vllm-only settings."""
-    for config in (EngineConfig(), EngineConfig(backend="vllm", max_model_len=128, kv_cache_gb=0.5)):
-        assert EngineConfig(**config.model_dump()) == config
+def test_engine_configs_survive_a_full_dump() -> None:
+    """A dumped config (lineage, job store) validates back to itself: defaults never read as choices."""
+    configs = (
+        HFEngineConfig(),
+        VLLMEngineConfig(backend="vllm", max_model_len=128, kv_cache_gb=0.5),
+        OpenAIEngineConfig(backend="openai", model="m", base_url="http://127.0.0.1:1/v1"),
+    )
+    for config in configs:
+        assert parse_engine_config(config.model_dump()) == config
 
 
 def test_missing_vllm_fails_before_any_work(

