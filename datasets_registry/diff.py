@@ -14,13 +14,9 @@ from dataclasses import dataclass
 
 import lance
 import polars as pl
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
+from datasets_registry.columns import LanceVersion, finite_mean, read_column, score_columns, score_values
 from datasets_registry.errors import RegistryError
-from datasets_registry.registry import DatasetVersion
-from datasets_registry.stats import finite_mean, read_column, score_columns, score_values
 
 HASH_SEED = 0x5EED
 
@@ -143,11 +139,12 @@ def _means(
     return means
 
 
-def diff_versions(old: DatasetVersion, new: DatasetVersion, *, sample: int = 5) -> DatasetDiff:
+def diff_versions(old: LanceVersion, new: LanceVersion, *, sample: int = 5) -> DatasetDiff:
     """Compare two versions, of one dataset or of two different datasets, row by row by `id`.
 
     Args:
-        old: The version to compare from.
+        old: The version to compare from (a `DatasetVersion`, or anything with `ref` and
+            `to_lance()`).
         new: The version to compare to.
         sample: How many example ids to keep for each of added, removed and changed.
 
@@ -232,76 +229,3 @@ def diff_versions(old: DatasetVersion, new: DatasetVersion, *, sample: int = 5) 
         null_counts=null_counts,
         means=means,
     )
-
-
-def _figure(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:.4g}"
-
-
-def _signed(value: float | None) -> Text:
-    if value is None:
-        return Text("-", style="dim")
-    if value == 0:
-        return Text("0", style="dim")
-    text = f"+{_figure(value)}" if value > 0 else _figure(value)
-    return Text(text, style="green" if value > 0 else "red")
-
-
-def render_diff(diff: DatasetDiff) -> list[RenderableType]:
-    """Rich renderables of `diff`: rows, schema changes, then old -> new figures."""
-    rows = Table(title=f"{diff.old_ref} -> {diff.new_ref}: rows by id", title_justify="left")
-    rows.add_column("rows")
-    rows.add_column("count", justify="right")
-    rows.add_column("examples (id)")
-    for label, change, style in (
-        ("added", diff.added, "green"),
-        ("removed", diff.removed, "red"),
-        ("changed", diff.changed, "yellow"),
-    ):
-        more = ", ..." if change.count > len(change.sample) else ""
-        rows.add_row(Text(label, style=style), f"{change.count:,}", ", ".join(change.sample) + more)
-    rows.add_row(Text("unchanged", style="dim"), f"{diff.unchanged:,}", "")
-    notes: list[RenderableType] = []
-    if diff.changed_by_column:
-        by_column = ", ".join(f"{c} {n:,}" for c, n in diff.changed_by_column.items() if n)
-        notes.append(Text(f"changed rows differ in: {by_column or 'no column'}"))
-    if diff.uncompared_columns:
-        notes.append(
-            Text(
-                "not compared (old values do not convert to the new type): "
-                + ", ".join(diff.uncompared_columns),
-                style="yellow",
-            )
-        )
-    if diff.schema.unchanged:
-        notes.append(Text("schema: unchanged", style="dim"))
-    # A Group keeps the notes on lines of their own even when printed as `print(*renderables)`.
-    out: list[RenderableType] = [rows, Group(*notes)]
-    if not diff.schema.unchanged:
-        schema = Table(title="schema changes", title_justify="left")
-        for header in ("change", "column", "old type", "new type"):
-            schema.add_column(header)
-        for label, changes in (
-            ("added", diff.schema.added),
-            ("removed", diff.schema.removed),
-            ("retyped", diff.schema.retyped),
-        ):
-            for change in changes:
-                schema.add_row(label, change.name, change.old_type or "-", change.new_type or "-")
-        out.append(schema)
-    figures = Table(title="stats", title_justify="left")
-    for header in ("figure", "old", "new", "delta"):
-        figures.add_column(header, justify="left" if header == "figure" else "right")
-    figures.add_row(
-        "rows", _figure(diff.row_count.old), _figure(diff.row_count.new), _signed(diff.row_count.delta)
-    )
-    for delta in diff.null_counts:
-        figures.add_row(f"nulls: {delta.name}", _figure(delta.old), _figure(delta.new), _signed(delta.delta))
-    for delta in diff.means:
-        figures.add_row(f"mean: {delta.name}", _figure(delta.old), _figure(delta.new), _signed(delta.delta))
-    out.append(figures)
-    return out

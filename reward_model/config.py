@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from assay.config import apply_overrides, describe_validation_error, read_yaml_mapping
 from assay.errors import AssayError
+from trainer.config import LoopConfig
 
 
 class RMConfigError(AssayError, ValueError):
@@ -100,6 +101,21 @@ class RMConfig(BaseModel):
     def capacity(self) -> int:
         """Tokens a packed row holds."""
         return self.row_length or self.max_length
+
+    def stage_loop(self, stage: StageConfig, gradient_accumulation: int) -> LoopConfig:
+        """The loop config of one stage: the stage's schedule and the run's shared settings.
+
+        A loop item is already a micro batch (a group of packed rows holding about
+        `stage.micro_batch_pairs` pairs), so `micro_batch_size` is 1; `gradient_accumulation`
+        comes from the data: the micro batches a step needs to hold `stage.pairs_per_step` pairs.
+        """
+        return LoopConfig(
+            epochs=stage.epochs, max_steps=stage.max_steps, micro_batch_size=1,
+            gradient_accumulation=gradient_accumulation, learning_rate=stage.learning_rate,
+            warmup_ratio=stage.warmup_ratio, min_lr_ratio=stage.min_lr_ratio,
+            weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
+            log_every=self.log_every,
+        )  # fmt: skip
 
 
 def load_rm_config(path: Path, overrides: list[str] | None = None) -> RMConfig:

@@ -201,7 +201,6 @@ def train_stage(
     log: Log = print,
 ) -> dict[str, Any]:
     """Train one stage in place; return its metrics (losses, steps, fill, tokens per second)."""
-    from trainer.config import TrainConfig
     from trainer.loop import train
 
     rows = stage_rows(pairs, config, packed)
@@ -214,15 +213,8 @@ def train_stage(
     # group really holds, so that a step holds about pairs_per_step pairs.
     pairs_per_group = sum(len(row.segments) for row in rows) / len(groups)
     accumulation = max(1, round(stage.pairs_per_step / pairs_per_group))
-    loop_config = TrainConfig(
-        dataset="-", epochs=stage.epochs, max_steps=stage.max_steps, micro_batch_size=1,
-        gradient_accumulation=accumulation, learning_rate=stage.learning_rate,
-        warmup_ratio=stage.warmup_ratio, min_lr_ratio=stage.min_lr_ratio,
-        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, seed=config.seed,
-        log_every=config.log_every,
-    )  # fmt: skip
     objective = PairObjective(pad_id)
-    metrics = train(model, groups, objective, loop_config, log=log)
+    metrics = train(model, groups, objective, config.stage_loop(stage, accumulation), log=log)
     summary = metrics.summary()
     return {
         "pairs": len(pairs),

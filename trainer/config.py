@@ -1,7 +1,9 @@
 """One documented config for every training method: SFT and preference training.
 
-Defaults follow the Command A report's appendix B where it gives them for small experts;
-everything is overridable from YAML, and unknown keys are rejected.
+`LoopConfig` holds what the optimisation loop (`trainer/loop.py`) reads and nothing else;
+`TrainConfig`, the YAML-facing config, is those fields plus the model, data, method and workers,
+and hands the loop `config.loop`. Defaults follow the Command A report's appendix B where it gives
+them for small experts; everything is overridable from YAML, and unknown keys are rejected.
 """
 
 from pathlib import Path
@@ -20,22 +22,20 @@ class TrainConfigError(AssayError, ValueError):
     """A training config that does not validate; the message names the file and field."""
 
 
-class TrainConfig(BaseModel):
-    """How to train an expert from a registered dataset."""
+class LoopConfig(BaseModel):
+    """What the training loop reads: steps, batching, schedule, clipping, L2 to init, seed.
+
+    The loop trains on a list of items (packed rows, pairs, groups of packed rows); what an item
+    is belongs to the objective, not to this config.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Method = Field("sft", description="sft, or a preference loss: dpo, ipo, slic, copg.")
-    model: str = Field(
-        "smollm2-135m-instruct", description="Base model: a stored model name or an HF folder."
-    )
-    dataset: str = Field(description="Registered dataset `name@version` (kind sft or preference).")
-    output: str | None = Field(None, description="Name to register the checkpoint under.")
-    max_length: int = Field(1024, ge=8, description="Tokens per sequence; longer ones are truncated.")
-    packing: bool = Field(True, description="SFT: pack short samples into rows of max_length.")
     epochs: int = Field(1, ge=1, description="Passes over the data.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
-    micro_batch_size: int = Field(4, ge=1, description="Rows (SFT) or pairs per forward pass.")
+    micro_batch_size: int = Field(
+        4, ge=1, description="Items per micro batch: rows (SFT) or pairs (preference) per forward pass."
+    )
     gradient_accumulation: int = Field(1, ge=1, description="Micro batches per optimizer step.")
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps warming up linearly.")
@@ -45,7 +45,23 @@ class TrainConfig(BaseModel):
     l2_to_init: float = Field(
         0.0, ge=0, description="Coefficient of 0.5 * ||theta - theta_0||^2, keeping the expert near the base."
     )
-    seed: int = Field(0, description="Seeds data order and initialisation of anything random.")
+    seed: int = Field(
+        0, description="Seeds the data order (epoch e shuffles with seed + e); the runners also seed torch."
+    )
+    log_every: int = Field(10, ge=1, description="Print the loss every N steps.")
+
+
+class TrainConfig(LoopConfig):
+    """How to train an expert from a registered dataset: the loop's fields plus these."""
+
+    method: Method = Field("sft", description="sft, or a preference loss: dpo, ipo, slic, copg.")
+    model: str = Field(
+        "smollm2-135m-instruct", description="Base model: a stored model name or an HF folder."
+    )
+    dataset: str = Field(description="Registered dataset `name@version` (kind sft or preference).")
+    output: str | None = Field(None, description="Name to register the checkpoint under.")
+    max_length: int = Field(1024, ge=8, description="Tokens per sequence; longer ones are truncated.")
+    packing: bool = Field(True, description="SFT: pack short samples into rows of max_length.")
     beta: float = Field(0.1, gt=0, description="Preference losses: strength of the reference term.")
     length_normalize: bool = Field(False, description="Preference: average log-probs over tokens.")
     sft_weight: float = Field(0.0, ge=0, description="Preference: weight of an added SFT loss on chosen.")
@@ -58,7 +74,6 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP) when above 1.")
     use_gpu: bool = Field(False, description="Train on GPUs (one per worker).")
     torch_threads: int | None = Field(None, ge=1, description="Torch threads per worker.")
-    log_every: int = Field(10, ge=1, description="Print the loss every N steps.")
 
     @model_validator(mode="after")
     def _method_fits(self) -> "TrainConfig":
@@ -69,6 +84,11 @@ class TrainConfig(BaseModel):
     @property
     def is_preference(self) -> bool:
         return self.method in PREFERENCE_METHODS
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The loop's fields alone, as the plain `LoopConfig` that `trainer.loop.train` takes."""
+        return LoopConfig.model_validate(self.model_dump(include=set(LoopConfig.model_fields)))
 
 
 def load_train_config(path: Path, method: str, overrides: list[str] | None = None) -> TrainConfig:

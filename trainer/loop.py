@@ -1,7 +1,9 @@
-"""The training loop shared by single-process and Ray Train (DDP) runs.
+"""The training loop shared by SFT, preference and reward-model training, single-process or
+under Ray Train (DDP).
 
 AdamW with linear warmup and cosine decay, gradient accumulation normalised over the whole
-optimizer step, gradient clipping, and an optional L2 pull towards the initial weights.
+optimizer step, gradient clipping, and an optional L2 pull towards the initial weights. It reads
+only a `LoopConfig`; what the items are and how their loss is computed is the objective's job.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from trainer.config import TrainConfig
+from trainer.config import LoopConfig
 
 
 class Objective(Protocol):
@@ -57,7 +59,8 @@ def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def total_steps(num_items: int, config: TrainConfig) -> int:
+def total_steps(num_items: int, config: LoopConfig) -> int:
+    """Optimizer steps over `num_items` items: whole epochs, capped by `max_steps`."""
     per_step = config.micro_batch_size * config.gradient_accumulation
     steps = math.ceil(num_items / per_step) * config.epochs
     return min(steps, config.max_steps) if config.max_steps else steps
@@ -104,11 +107,25 @@ def train(
     model: torch.nn.Module,
     items: Sequence[Any],
     objective: Objective,
-    config: TrainConfig,
+    config: LoopConfig,
     *,
     log: Callable[[str], None] = print,
 ) -> TrainMetrics:
-    """Train `model` in place on `items` (this worker's shard when distributed)."""
+    """Train `model` in place on `items` (this worker's shard when distributed).
+
+    Args:
+        model: the module to train; its parameters with `requires_grad` are optimised.
+        items: what the objective takes; `config.micro_batch_size` of them make a micro batch.
+        objective: counts each micro batch's units and returns the sum of its losses.
+        config: steps, batching, schedule, clipping, L2 to init and seed.
+        log: receives a progress line every `config.log_every` steps and at the last.
+
+    Returns:
+        The per-step losses, steps, units and seconds.
+
+    Raises:
+        NaNLossError: when a step's loss is not finite.
+    """
     distributed = dist.is_available() and dist.is_initialized()
     params = [p for p in model.parameters() if p.requires_grad]
     initial = [p.detach().clone() for p in params] if config.l2_to_init > 0 else []

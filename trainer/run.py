@@ -116,7 +116,7 @@ def _train_shard(
     objective = _objective(config, tokenizer.pad_token_id)
     if isinstance(objective, PreferenceObjective):
         objective.fill_reference(model, items)
-    return train(model, items, objective, config, log=log)
+    return train(model, items, objective, config.loop, log=log)
 
 
 def run_training(
@@ -186,16 +186,16 @@ def _train_with_ray(prepared: PreparedTraining, items: list[Any], out: Path, scr
     return pickle.loads((scratch / "metrics.pkl").read_bytes())
 
 
-def _ray_worker(loop_config: dict[str, Any]) -> None:
+def _ray_worker(worker_args: dict[str, Any]) -> None:
     """One Ray Train worker: its shard of the items, the shared loop, DDP gradients."""
     import ray.train
     import ray.train.torch
 
-    config = TrainConfig.model_validate(loop_config["config"])
+    config = TrainConfig.model_validate(worker_args["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    tokenizer, model = _load(Path(loop_config["model_path"]), config, loop_config["load_kwargs"])
-    everything = pickle.loads(Path(loop_config["items_file"]).read_bytes())
+    tokenizer, model = _load(Path(worker_args["model_path"]), config, worker_args["load_kwargs"])
+    everything = pickle.loads(Path(worker_args["items_file"]).read_bytes())
     # Equal shards (cycling the short ones), so every worker takes the same number of steps.
     shard = everything[rank::world]
     items = [shard[i % len(shard)] for i in range(math.ceil(len(everything) / world))]
@@ -203,9 +203,9 @@ def _ray_worker(loop_config: dict[str, Any]) -> None:
     if isinstance(objective, PreferenceObjective):
         objective.fill_reference(model, items)  # before wrapping: the reference is the base model
     ddp_model = ray.train.torch.prepare_model(model, move_to_device=config.use_gpu)
-    metrics = train(ddp_model, items, objective, config, log=print if rank == 0 else lambda _: None)
+    metrics = train(ddp_model, items, objective, config.loop, log=print if rank == 0 else lambda _: None)
     if rank == 0:
-        model.save_pretrained(loop_config["out"])
-        tokenizer.save_pretrained(loop_config["out"])
-        Path(loop_config["metrics_file"]).write_bytes(pickle.dumps(metrics))
+        model.save_pretrained(worker_args["out"])
+        tokenizer.save_pretrained(worker_args["out"])
+        Path(worker_args["metrics_file"]).write_bytes(pickle.dumps(metrics))
     ray.train.report({"steps": metrics.steps, "last_loss": metrics.losses[-1] if metrics.losses else 0.0})

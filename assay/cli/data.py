@@ -149,7 +149,7 @@ def untag(
 @app.command("stats")
 def stats(ref: Ref) -> None:
     """Per-column counts and nulls, languages, score histograms, length percentiles."""
-    from datasets_registry.stats import render_stats
+    from assay.cli.render import render_stats
 
     for renderable in render_stats(open_registry().open(ref).stats()):
         console.print(renderable)
@@ -161,7 +161,7 @@ def diff(
     new: Annotated[str, typer.Argument(help="The newer version, NAME@V2 (or another dataset).")],
 ) -> None:
     """Rows added, removed and changed by `id`, schema changes and stat deltas."""
-    from datasets_registry.diff import render_diff
+    from assay.cli.render import render_diff
 
     for renderable in render_diff(open_registry().diff(old, new)):
         console.print(renderable)

@@ -4,8 +4,9 @@ import pyarrow as pa
 import pytest
 from rich.console import Console
 
+from assay.cli.render import render_diff
 from datasets_registry import Registry, RegistryError
-from datasets_registry.diff import DatasetDiff, Delta, diff_versions, render_diff
+from datasets_registry.diff import DatasetDiff, Delta, diff_versions
 from datasets_registry.kinds import MESSAGES_TYPE
 
 SCORES_TYPE = pa.struct([("ifeval_best", pa.float64()), ("ifeval_worst", pa.float64())])

@@ -5,9 +5,10 @@ import pyarrow as pa
 import pytest
 from rich.console import Console
 
+from assay.cli.render import render_stats
 from datasets_registry import Registry
 from datasets_registry.kinds import MESSAGES_TYPE
-from datasets_registry.stats import DatasetStats, compute_stats, render_stats
+from datasets_registry.stats import DatasetStats, compute_stats
 
 SCORES_TYPE = pa.struct([("ifeval_best", pa.float64()), ("n", pa.int64()), ("judge", pa.string())])
 
@@ -102,7 +103,9 @@ def test_histograms_cover_score_values_only_with_known_bins(stats: DatasetStats)
     assert (reward.count, reward.nulls, reward.non_finite) == (3, 1, 1)
     assert reward.mean == 2.0
 
-    constant = hists["judge_score"]  # all 7: one bin, whatever `bins` says
+    # All 7: one bin, whatever `bins` says. The one departure from np.histogram, which would
+    # widen the range to [6.5, 7.5] and spread it over `bins` bins.
+    constant = hists["judge_score"]
     assert constant.edges == [7.0, 7.0] and constant.counts == [5]
 
 

@@ -12,6 +12,7 @@ from reward_model.data import tokenize_pairs
 from reward_model.model import RewardModel
 from reward_model.score import RewardScorer, pair_segments, score_segments
 from reward_model.train import apply_ensemble, train_stage
+from trainer.config import LoopConfig
 from trainer.loop import NaNLossError
 
 CONFIG = RMConfig(datasets=["x@1"], max_length=64, row_length=128, log_every=1000)
@@ -34,6 +35,17 @@ def test_training_lowers_the_loss_and_changes_weights(tiny_model: Path, tiny_tok
     assert metrics["fill"] > 0.7 and metrics["pairs_per_row"][1] > 1  # it trained on packed rows
     rewards = score_segments(model, pair_segments(pairs), tiny_tokenizer.pad_token_id, capacity=128)
     assert (rewards[0] > rewards[1]).float().mean() == 1.0  # it learned the preference
+
+
+def test_each_stage_loop_has_its_own_schedule_and_the_run_settings() -> None:
+    config = RMConfig(datasets=["x@1"], weight_decay=0.01, max_grad_norm=None, seed=5, log_every=3)
+    stage1, stage2 = (config.stage_loop(s, gradient_accumulation=4) for s in (config.stage1, config.stage2))
+    assert type(stage1) is LoopConfig  # the loop gets no dataset, model or method
+    assert (stage1.learning_rate, stage2.learning_rate) == (4e-5, 3e-6)
+    for loop in (stage1, stage2):
+        # One loop item is one micro batch of packed rows; accumulation comes from the data.
+        assert (loop.micro_batch_size, loop.gradient_accumulation) == (1, 4)
+        assert (loop.weight_decay, loop.max_grad_norm, loop.seed, loop.log_every) == (0.01, None, 5, 3)
 
 
 def test_a_step_holds_about_pairs_per_step_pairs_however_small_the_micro_batch(
