@@ -43,11 +43,21 @@ Row = dict[str, Any]
 RowResult = Row | Exception
 
 
+TYPE_DESCRIPTION = "The stage type; it selects the stage."
+
+
 class StageSpec(StrictModel):
     """What every stage spec has. A stage's own spec narrows `type` to one literal."""
 
-    type: str = Field(description="The stage type; it selects the stage.")
+    type: str = Field(description=TYPE_DESCRIPTION)
     name: str | None = Field(None, description="Stage name in reports and dead letters; default INDEX-TYPE.")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A subclass narrows `type` to its literal, which drops the field's description.
+        field = cls.model_fields["type"]
+        field.description = field.description or TYPE_DESCRIPTION
 
 
 @dataclass(frozen=True)
