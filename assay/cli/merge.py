@@ -43,7 +43,7 @@ def run(
 ) -> None:
     """Merge models as a config says and register each output in the model store."""
     from trainer.merging.config import load_merge_config
-    from trainer.merging.recipes import prepare_merges, run_merge
+    from trainer.merging.schemes import prepare_merges, run_merge
 
     store = open_model_store()
     loaded = load_merge_config(config)

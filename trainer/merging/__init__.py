@@ -1,4 +1,4 @@
-"""Model merging: linear soups streamed from safetensors, recipes on top, and weight search.
+"""Model merging: linear soups streamed from safetensors, weight schemes on top, and weight search.
 
     from trainer.merging import merge_linear, load_merge_config, run_merge
 
@@ -8,7 +8,7 @@
 Public API:
     MergeConfig, SearchConfig, load_merge_config, load_search_config, MergeError
     plan_linear, execute_linear, merge_linear (linear.py)
-    seed_merge, leave_one_out_merges, interpolate, run_merge, merge_linear_to_store (recipes.py)
+    seed_merge, leave_one_out_merges, interpolate, run_merge, merge_linear_to_store (schemes.py)
     search_weights, run_search (search.py)
     Checkpoint, ShardedWriter, SafetensorsWriter (safetensors_io.py)
 """
@@ -22,7 +22,7 @@ from trainer.merging.config import (
     load_search_config,
 )
 from trainer.merging.linear import LinearMergePlan, MergeResult, execute_linear, merge_linear, plan_linear
-from trainer.merging.recipes import (
+from trainer.merging.schemes import (
     RegisteredMerge,
     interpolate,
     leave_one_out_merges,

@@ -37,7 +37,7 @@ import numpy as np
 from model_store import ModelStore
 from trainer.merging.config import MergeError, SearchConfig
 from trainer.merging.linear import LinearMergePlan, MergeResult, execute_linear, plan_linear
-from trainer.merging.recipes import MergeJob, RegisteredMerge, leave_one_out_weights, register_folder
+from trainer.merging.schemes import MergeJob, RegisteredMerge, leave_one_out_weights, register_folder
 
 Evaluator = Callable[[Path], Mapping[str, float]]
 DIRICHLET_FLOOR = 0.1  # keeps every expert reachable, even one whose weight went to 0

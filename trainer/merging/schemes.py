@@ -1,13 +1,13 @@
-"""Merge recipes on top of linear merging, and running a MergeConfig into the model store.
+"""Merge schemes on top of linear merging, and running a MergeConfig into the model store.
 
-Every recipe is a linear merge with particular weights (Command A report, section 3.4.2):
+Every scheme is a linear merge with particular weights (Command A report, section 3.4.2):
 
 - seed merging: K runs of one recipe with different seeds, uniform weights 1/K;
 - leave-one-out: K merges, the i-th without model i, the others' weights rescaled to sum to 1
   (w_j / (1 - w_i)), to reveal an expert that degrades the others (section 3.4.3.2);
 - interpolation (WARP-style capability recovery): (1 - alpha) * base + alpha * model.
 
-Because a linear merge of linear merges is itself a linear merge, recipes compose: the weights
+Because a linear merge of linear merges is itself a linear merge, schemes compose: the weights
 of the flattened merge are the products of the weights along each path.
 """
 
