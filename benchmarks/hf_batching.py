@@ -7,14 +7,14 @@ Same model, prompts and sampling settings; the figure is useful completion token
 """
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
+
+from results_io import add_output_args, write_result
 
 from assay.settings import model_store_dir
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.config import HFEngineConfig, SamplingConfig
 from datagen.engines.hf import HFEngine
 from model_store import ModelStore
 
@@ -48,12 +48,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Torch threads.")
-    parser.add_argument("--out", default="benchmarks/results/hf_batching.json")
+    add_output_args(parser, "hf_batching")
     args = parser.parse_args()
 
     model = ModelStore(model_store_dir()).resolve(args.model)
     engine = HFEngine(
-        EngineConfig(model=args.model, batch_size=args.batch_size, torch_threads=args.threads), model
+        HFEngineConfig(model=args.model, batch_size=args.batch_size, torch_threads=args.threads), model
     )
     sampling = SamplingConfig(n=1, temperature=0.7, max_tokens=args.max_tokens, seed=0)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.prompts)]
@@ -71,8 +71,7 @@ def main() -> None:
         "one_at_a_time": single,
         "ratio": ratio,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_result(args, result)
     print(
         f"batched (batch {args.batch_size}): {batched['tokens_per_s']:.1f} tok/s "
         f"({batched['tokens']} tokens in {batched['seconds']:.1f} s)"

@@ -20,7 +20,6 @@ is installed in its own virtual environment (--mergekit-venv) if it is not there
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from results_io import add_output_args, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = [0.5, 0.3, 0.2]
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--mergekit-venv", type=Path, default=Path("/tmp/mergekit-venv"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="Keep the checkpoints and outputs.")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/merge_vs_mergekit.json")
+    add_output_args(parser, "merge_vs_mergekit")
     args = parser.parse_args()
 
     mergekit = ensure_mergekit(args.mergekit_venv)
@@ -279,8 +279,7 @@ def main() -> None:
         "accuracy": accuracy,
         "goals": goals,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_result(args, result)
     for tool in ("mergekit", "assay"):
         m, a = medians[tool], accuracy[tool]
         log(

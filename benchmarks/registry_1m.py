@@ -7,11 +7,10 @@ v2, `diff_versions(v1, v2)`, and a 1 % range filter on `n` (all columns) on the 
 against the same filter on a Parquet file of the same data written by pyarrow (best of 3 each).
 Prints every figure and the ratio parquet_time / lance_time, and writes them as JSON.
 
-    .venv/bin/python benchmarks/registry_1m.py [--rows 1000000] [--out benchmarks/results/registry_1m.json]
+    .venv/bin/python benchmarks/registry_1m.py [--rows 1000000] [--record]
 """
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from results_io import add_output_args, write_result
 
 from datasets_registry import Registry
 from datasets_registry.diff import diff_versions
@@ -162,7 +162,7 @@ def best_of(runs: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--out", default="benchmarks/results/registry_1m.json")
+    add_output_args(parser, "registry_1m")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -242,10 +242,7 @@ def main() -> None:
         "ratio_parquet_100k_row_groups_over_lance": tuned_ratio,
         "goals": {"compute_stats_s": "< 10", "diff_versions_s": "< 10", "ratio": ">= 10"},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args, result)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from results_io import add_output_args, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 MODEL = Path(os.environ.get("ASSAY_HOME", "~/.cache/assay")).expanduser() / "models" / "smollm2-135m-instruct"
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pairs-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    add_output_args(parser, "rm_vs_trl")
     args = parser.parse_args()
     if args.worker:
         import torch
@@ -253,10 +256,7 @@ def main() -> None:
             f"{variant} vs TRL: {speedup:.2f}x non-pad tokens/s, fill {fill:.1%} vs {trl_fill:.1%}, "
             f"peak RSS ratio {memory:.3f}"
         )
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "rm_vs_trl.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"wrote {results / 'rm_vs_trl.json'}")
+    write_result(args, summary)
     pairs_file.unlink()
 
 

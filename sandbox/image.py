@@ -1,9 +1,11 @@
-"""The sandbox image: Debian's packages unpacked by debootstrap, then `docker import`ed.
+"""The sandbox image: Debian's packages unpacked by debootstrap, then imported into Docker.
 
 No image registry is reachable on the machines this runs on, so the image is made from Debian
 packages alone. It is tagged `assay-sandbox:<hash of the recipe>` and built only when that tag is
-missing. The in-container fork server (`sandbox/server.py`) is *not* part of the image: it is
-bind-mounted read-only at container start, so editing it never forces a rebuild.
+missing. The engine is driven through the docker SDK (`images.get`, `api.import_image`), the
+same client the Docker backend uses. The in-container fork server (`sandbox/server.py`) is *not*
+part of the image: it is bind-mounted read-only at container start, so editing it never forces a
+rebuild.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from sandbox.errors import SandboxError
 
@@ -39,6 +42,11 @@ DEFAULT_PACKAGES = (
 # (Java's user.home, getpwuid in libc) work; each container picks one uid from it.
 SANDBOX_UID_BASE = 20000
 SANDBOX_UID_COUNT = 100
+# Set in the imported image's config: a bare `docker import` leaves PATH empty.
+IMAGE_CHANGES = ("ENV PATH=/usr/local/bin:/usr/bin:/bin",)
+# The engine answers an import only once it has unpacked the whole tree (about 2 GB).
+IMPORT_TIMEOUT_S = 1800.0
+_TAR_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -68,9 +76,109 @@ class ImageRecipe:
         return f"{IMAGE_REPOSITORY}:{self.digest()}"
 
 
-def image_exists(tag: str) -> bool:
-    """True when the local Docker engine holds an image with this tag."""
-    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+def _client(timeout: float = 60.0) -> Any:
+    # Imported here: docker_backend imports this module for the uid range.
+    from sandbox.docker_backend import docker_client
+
+    return docker_client(timeout=timeout)
+
+
+def image_exists(tag: str, client: Any | None = None) -> bool:
+    """Say whether the local Docker engine holds an image with this tag.
+
+    Args:
+        tag: An image reference such as `assay-sandbox:0123456789abcdef`.
+        client: A docker SDK client; by default one for the local engine.
+
+    Returns:
+        True when the engine knows the tag.
+
+    Raises:
+        SandboxError: No Docker engine answers, or the look-up failed for another reason.
+    """
+    import docker.errors
+
+    client = client or _client()
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as err:
+        raise SandboxError(f"cannot look image {tag} up in the Docker engine: {err}") from err
+    return True
+
+
+def import_rootfs(rootfs: Path, tag: str, client: Any | None = None) -> str:
+    """Stream the tree at `rootfs` into the Docker engine as image `tag` (like `docker import`).
+
+    `tar` packs the tree (it keeps owners, device files and hard links as they are) and its
+    output is sent to the engine in chunks, so the tree is never held in memory or on disk twice.
+
+    Args:
+        rootfs: The root of the file system to import.
+        tag: The image reference to create, `repository:tag`.
+        client: A docker SDK client; by default one for the local engine with a long timeout.
+
+    Returns:
+        The new image's id.
+
+    Raises:
+        SandboxError: No engine answers, `tar` failed, or the engine refused the import (each
+            with the underlying message).
+    """
+    import docker.errors
+    import requests
+
+    if not rootfs.is_dir():
+        raise SandboxError(f"cannot import {rootfs}: not a directory")
+    repository, _, version = tag.rpartition(":")
+    if not repository or "/" in version:
+        raise SandboxError(f"image tag {tag!r} must be repository:tag")
+    client = client or _client(timeout=IMPORT_TIMEOUT_S)
+    with tempfile.TemporaryFile() as tar_errors:
+        # stderr goes to a file: a pipe nobody reads could fill and stall tar.
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, stderr=tar_errors
+        )
+        assert tar.stdout is not None
+        try:
+            reply = client.api.import_image(
+                src=_chunks(tar.stdout),
+                repository=repository,
+                tag=version,
+                changes=list(IMAGE_CHANGES),
+                stream_src=True,
+            )
+        except (docker.errors.DockerException, requests.RequestException) as err:
+            raise SandboxError(f"the Docker engine refused to import {tag}: {err}") from err
+        finally:
+            tar.stdout.close()
+            tar.wait()
+        if tar.returncode != 0:
+            tar_errors.seek(0)
+            tail = tar_errors.read().decode(errors="replace")[-2000:]
+            raise SandboxError(f"tar of {rootfs} failed (exit {tar.returncode}): {tail}")
+    _raise_for_stream_error(reply, tag)
+    try:
+        return client.images.get(tag).id
+    except docker.errors.DockerException as err:
+        raise SandboxError(f"the engine accepted the import of {tag} but has no such image: {err}") from err
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """Yield `stream` in 1 MiB pieces; a generator makes the SDK send a chunked request."""
+    yield from iter(lambda: stream.read(_TAR_CHUNK), b"")
+
+
+def _raise_for_stream_error(reply: str, tag: str) -> None:
+    """Raise when the engine's progress stream (one JSON object a line) reports an error."""
+    for line in reply.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("error"):
+            raise SandboxError(f"the Docker engine failed to import {tag}: {message['error']}")
 
 
 def build_image(
@@ -83,15 +191,19 @@ def build_image(
 
     Runs `debootstrap --variant=minbase --include=<packages>` into a temporary directory (needs
     root and the debootstrap package), adds the sandbox users, strips caches, and streams the
-    tree into `docker import`. The temporary tree is removed whatever happens.
+    tree into the engine (`import_rootfs`). The temporary tree is removed whatever happens.
 
     Args:
         recipe: What to build; the default recipe has all nine toolchains.
         force: Rebuild even when the tag exists.
         log: Progress messages go here.
 
+    Returns:
+        The image tag, `assay-sandbox:<recipe hash>`.
+
     Raises:
-        SandboxError: debootstrap is missing, not root, or a build step failed (with its output).
+        SandboxError: No Docker engine answers, debootstrap is missing, not root, or a build
+            step failed (with its output).
     """
     recipe = recipe or ImageRecipe()
     tag = recipe.tag
@@ -104,17 +216,8 @@ def build_image(
     started = time.monotonic()
     try:
         build_rootfs(rootfs, recipe, log=log)
-        log(f"docker import as {tag}")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        try:
-            _run(
-                ["docker", "import", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin", "-", tag],
-                "docker import",
-                stdin=tar.stdout,
-            )
-        finally:
-            tar.stdout.close()  # type: ignore[union-attr]
-            tar.wait()
+        log(f"importing the tree into Docker as {tag}")
+        import_rootfs(rootfs, tag)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log(f"sandbox image {tag} built in {time.monotonic() - started:.0f} s")
@@ -166,8 +269,8 @@ def _finish_rootfs(rootfs: Path) -> None:
         shutil.rmtree(rootfs / junk, ignore_errors=True)
 
 
-def _run(command: list[str], what: str, stdin=None) -> None:  # noqa: ANN001 - a pipe or None
-    done = subprocess.run(command, stdin=stdin, capture_output=True)
+def _run(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).decode(errors="replace")[-2000:]
         raise SandboxError(f"{what} failed (exit {done.returncode}): {tail}")

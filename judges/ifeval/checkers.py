@@ -20,6 +20,7 @@ from judges.ifeval.arguments import (
     get_str,
     get_str_list,
 )
+from judges.ifeval.errors import InstructionArgumentError
 from judges.ifeval.language import is_language
 from judges.ifeval.text import (
     paragraphs_by_blank_line,
@@ -30,7 +31,8 @@ from judges.ifeval.text import (
 
 CONSTRAINED_OPTIONS: Final = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
 
-_BULLET_RE: Final = re.compile(r"[ \t]*[*-][ \t]+\S")
+# A bullet marker opens the line; as in IFEval no space is needed after it ("*item", "-item").
+_BULLET_RE: Final = re.compile(r"[ \t]*(?:\*(?!\*)|-)(?=.*\S)")
 _THEMATIC_BREAK_RE: Final = re.compile(r"[ \t]*([*-])(?:[ \t]*\1){2,}[ \t]*")
 _SINGLE_HIGHLIGHT_RE: Final = re.compile(r"\*([^\n*]*)\*")
 _DOUBLE_HIGHLIGHT_RE: Final = re.compile(r"\*\*([^\n*]*)\*\*")
@@ -187,9 +189,13 @@ def keyword_frequency(response: str, kwargs: Kwargs) -> bool:
 def letter_frequency(response: str, kwargs: Kwargs) -> bool:
     """keywords:letter_frequency: occurrences of `letter` vs `let_frequency` under `let_relation`.
 
-    Case is ignored; `letter` may be any character ("#" and "!" appear in IFEval data).
+    Case is ignored; `letter` must be one character, and may be any ("#" and "!" appear in IFEval
+    data). A longer `letter` is an error, as in IFEval.
     """
-    letter = get_str(kwargs, "letter").strip().lower()
+    letter = get_str(kwargs, "letter").strip()
+    if len(letter) != 1:
+        raise InstructionArgumentError("letter", f"must be a single character, got {letter!r}")
+    letter = letter.lower()
     frequency = get_int(kwargs, "let_frequency")
     relation = get_relation(kwargs, "let_relation")
     return relation(response.lower().count(letter), frequency)
@@ -224,8 +230,10 @@ def title(response: str, kwargs: Kwargs) -> bool:
 def number_bullet_lists(response: str, kwargs: Kwargs) -> bool:
     """detectable_format:number_bullet_lists: exactly `num_bullets` markdown bullets.
 
-    A bullet is a line starting with "* " or "- " (after indentation). Unlike IFEval, "**bold**"
-    lines and thematic breaks ("---", "* * *") are not bullets.
+    A bullet is a line starting (after indentation) with "-", or with "*" not followed by a
+    second "*", so "**bold**" lines are not bullets; as in IFEval no space is needed after the
+    marker. Unlike IFEval, thematic breaks ("---", "* * *") and markers with nothing after them
+    are not bullets.
     """
     num_bullets = get_int(kwargs, "num_bullets")
     count = sum(

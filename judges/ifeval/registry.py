@@ -104,6 +104,11 @@ UNSUPPORTED: Final[Mapping[str, str]] = MappingProxyType(
         "ja:detectable_format:nominal_ending": (
             "counting noun-ending sentences (体言止め) needs a Japanese part-of-speech tagger"
         ),
+        # In IFEval's instructions.py but disabled in its own registry; no IFEval row uses them.
+        "detectable_format:rephrase": "disabled in IFEval's registry; no IFEval prompt uses it",
+        "detectable_content:rephrase_paragraph": ("disabled in IFEval's registry; no IFEval prompt uses it"),
+        "keywords:key_sentences": "disabled in IFEval's registry; no IFEval prompt uses it",
+        "multi-turn:constrained_start": "disabled in IFEval's registry; no IFEval prompt uses it",
     }
 )
 

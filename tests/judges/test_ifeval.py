@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import resources
 
 from judges.ifeval import (
     SUPPORTED,
@@ -495,13 +496,13 @@ def test_paragraph_splitting() -> None:
 
 def _data_rows() -> list[dict[str, Any]]:
     if not DATA_DIR.is_dir():
-        pytest.skip(f"IFEval data folder {DATA_DIR} is absent")
+        resources.unavailable("shared", f"IFEval data folder {DATA_DIR} is absent")
     rows = []
     for path in sorted(DATA_DIR.glob("*.jsonl")):
         with path.open(encoding="utf-8") as handle:
             rows.extend(json.loads(line) for line in handle if line.strip())
     if not rows:
-        pytest.skip(f"no *.jsonl rows in {DATA_DIR}")
+        resources.unavailable("shared", f"no *.jsonl rows in {DATA_DIR}")
     return rows
 
 
