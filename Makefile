@@ -31,16 +31,37 @@ $(INSTALLED): pyproject.toml
 model: setup
 	$(ASSAY) models pull $(MODEL)
 
+# Starts a Docker engine if none answers. Fails only where ASSAY_REQUIRE names docker (CI).
 docker:
 	bash scripts/ensure_docker.sh
 
 # The code sandbox's image (debootstrap + docker import, about 90 s once; skipped when its tag
-# exists). Never fails the build: without an engine or image the sandbox tests skip loudly.
+# exists). On a developer's machine a failure only warns (the sandbox tests then skip loudly);
+# where ASSAY_REQUIRE names docker, as CI's does, a missing engine or a failed build fails the run.
 sandbox-image: setup docker
-	@if docker info >/dev/null 2>&1; then \
-	  $(ASSAY) sandbox build-image || echo "sandbox-image: WARNING the image build failed; sandbox tests will be skipped" >&2; \
-	else \
-	  echo "sandbox-image: WARNING no Docker engine answers; sandbox tests will be skipped" >&2; \
+	@unavailable() { \
+	  case ",$$ASSAY_REQUIRE," in *,docker,*) \
+	    echo "sandbox-image: ERROR $$1 (ASSAY_REQUIRE=$$ASSAY_REQUIRE requires docker)" >&2; exit 1;; \
+	  esac; \
+	  echo "sandbox-image: WARNING $$1; sandbox tests will be skipped" >&2; \
+	}; \
+	if ! docker info >/dev/null 2>&1; then \
+	  unavailable "no Docker engine answers"; \
+	elif ! $(ASSAY) sandbox build-image; then \
+	  unavailable "the image build failed (its output is above)"; \
+	fi
+
+# Headless Chromium for the viewer's browser tests (tests/viewer): Debian's package, since
+# Playwright cannot download its own browsers here. Installed with apt-get when missing; a failure
+# warns (the browser tests then skip loudly) unless ASSAY_REQUIRE names browser, as CI's does.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; } >/dev/null || { \
+	    case ",$$ASSAY_REQUIRE," in *,browser,*) \
+	      echo "browser: ERROR cannot install chromium (ASSAY_REQUIRE=$$ASSAY_REQUIRE requires browser)" >&2; exit 1;; \
+	    esac; \
+	    echo "browser: WARNING cannot install chromium; browser tests will be skipped" >&2; }; \
 	fi
 
 demo: model
@@ -49,8 +70,11 @@ demo: model
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 
-test: setup docker sandbox-image lint
+# Under ASSAY_REQUIRE (CI) a missing required resource fails its tests and any skipped test fails
+# the run (tests/conftest.py); the summary always prints the count of skipped tests.
+test: setup docker sandbox-image lint browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-slow: setup model docker

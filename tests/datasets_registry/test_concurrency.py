@@ -14,17 +14,24 @@ import pyarrow as pa
 
 from datasets_registry import Registry
 
+# Both writers start together (each waits, after its imports, until both are ready) and print
+# the wall-clock window of their five appends, so the test can check the writes really raced.
 APPENDER = """
-import sys, time
+import os, sys, time
 import pyarrow as pa
 from datasets_registry import Registry
-root, writer, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+root, writer, ready = sys.argv[1], sys.argv[2], sys.argv[3]
 registry = Registry(root)
-while time.time() < start_at:
-    time.sleep(0.005)
+open(os.path.join(ready, writer), "w").close()
+deadline = time.time() + 60
+while len(os.listdir(ready)) < 2:
+    assert time.time() < deadline, "the other writer never got ready"
+    time.sleep(0.002)
+started = time.time()
 for i in range(5):
     rows = [f"{writer}-{i}-{j}" for j in range(100)]
     registry.write("shared", pa.table({"id": rows}), mode="append")
+print(started, time.time())
 """
 
 SLOW_WRITER = """
@@ -56,12 +63,17 @@ def python(code: str, *args: str) -> subprocess.Popen:
     )
 
 
-def test_two_processes_appending_at_once_both_land(registry: Registry) -> None:
-    start_at = str(time.time() + 3.0)  # both start writing at the same moment
-    writers = [python(APPENDER, registry.root, name, start_at) for name in ("a", "b")]
+def test_two_processes_appending_at_once_both_land(registry: Registry, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    writers = [python(APPENDER, registry.root, name, str(ready)) for name in ("a", "b")]
+    windows = []
     for writer in writers:
-        _, err = writer.communicate(timeout=120)
+        out, err = writer.communicate(timeout=120)
         assert writer.returncode == 0, err
+        windows.append(tuple(map(float, out.split())))
+    (a_start, a_end), (b_start, b_end) = windows
+    assert max(a_start, b_start) < min(a_end, b_end), f"the appends did not overlap: {windows}"
     latest = registry.open("shared")
     ids = latest.to_arrow()["id"].to_pylist()
     assert len(ids) == 1000 and len(set(ids)) == 1000

@@ -95,9 +95,18 @@ def test_bad_input_fails_in_one_line(tiny_model: Path, tmp_path: Path) -> None:
     config = tmp_path / "rm.yaml"
     config.write_text(yaml.safe_dump({"model": str(tiny_model), "datasets": ["prefs@1"]}))
     wrong_kind = assay(["train", "rm", str(config)], env)
-    assert wrong_kind.returncode == 2 and "trains on 'rm_pairs'" in wrong_kind.stderr
+    assert_one_line_error(wrong_kind, "trains on 'rm_pairs'")
     config.write_text(yaml.safe_dump({"model": str(tiny_model), "datasets": ["prefs@1"], "fill_target": 2}))
     bad_field = assay(["train", "rm", str(config)], env)
-    assert bad_field.returncode == 2 and "fill_target" in bad_field.stderr and str(config) in bad_field.stderr
+    assert_one_line_error(bad_field, "fill_target")
+    assert str(config) in bad_field.stderr
     missing = assay(["eval", "rm", "no-such-model", "--dataset", "prefs@1"], env)
-    assert missing.returncode == 2 and "no-such-model" in missing.stderr
+    assert_one_line_error(missing, "no-such-model")
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    """Exit code 2, and stderr is one line saying what is wrong: no traceback, no log noise."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import resources
 
 
 @pytest.fixture(scope="session")
 def docker_sandbox() -> Iterator:
     """A DockerSandbox with a warm pool, shared by every sandbox test (mark tests `docker`).
 
-    Skips loudly when no engine answers or the image is not built (`assay sandbox build-image`).
+    Skips loudly when no engine answers or the image is not built (`assay sandbox build-image`);
+    fails instead when ASSAY_REQUIRE names `docker`.
     """
     from sandbox.config import SandboxConfig
     from sandbox.docker_backend import DockerSandbox, docker_client
@@ -22,12 +24,13 @@ def docker_sandbox() -> Iterator:
     try:
         client = docker_client(timeout=30)
     except SandboxError as err:
-        pytest.skip(f"SKIPPED LOUDLY: {err}")
+        resources.unavailable("docker", str(err))
     config = SandboxConfig(backend="docker", pool_size=4)
     if not image_exists(config.resolved_image()):
-        pytest.skip(
-            f"SKIPPED LOUDLY: sandbox image {config.resolved_image()} is not built "
-            "(`assay sandbox build-image` or `make sandbox-image`)"
+        resources.unavailable(
+            "docker",
+            f"sandbox image {config.resolved_image()} is not built "
+            "(`assay sandbox build-image` or `make sandbox-image`)",
         )
     sandbox = DockerSandbox(config, client)
     yield sandbox

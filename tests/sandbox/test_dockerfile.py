@@ -14,8 +14,6 @@ from sandbox.dockerfile import build_from_dockerfile, dockerfile_tag
 from sandbox.errors import SandboxError
 from sandbox.execution import ExecRequest, Limits, Step
 
-pytestmark = pytest.mark.docker
-
 
 def test_the_default_tag_follows_the_dockerfile_and_the_base() -> None:
     tag = dockerfile_tag("ARG BASE\nFROM ${BASE}\n", "assay-sandbox:1")
@@ -34,6 +32,7 @@ def test_tag(docker_sandbox) -> Iterator[str]:  # noqa: ANN001 - needs an engine
         client.images.remove(tag, force=True)
 
 
+@pytest.mark.docker
 def test_a_dockerfile_extending_the_default_image_runs_programs(tmp_path: Path, test_tag: str) -> None:
     (tmp_path / "motd.txt").write_text("extended image\n")
     dockerfile = tmp_path / "Dockerfile"
@@ -58,6 +57,7 @@ def test_a_dockerfile_extending_the_default_image_runs_programs(tmp_path: Path, 
     assert (step.exit_code, step.stdout) == (0, b"extended image\n")
 
 
+@pytest.mark.docker
 def test_a_failing_build_step_is_a_clear_error(tmp_path: Path, test_tag: str) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("ARG BASE\nFROM ${BASE}\nCOPY missing.txt /opt/\n")
@@ -65,6 +65,7 @@ def test_a_failing_build_step_is_a_clear_error(tmp_path: Path, test_tag: str) ->
         build_from_dockerfile(dockerfile, tag=test_tag, log=lambda _: None)
 
 
+@pytest.mark.docker
 def test_an_image_without_python3_is_refused(tmp_path: Path, test_tag: str) -> None:
     # `scratch` has nothing in it, so the fork server could not start.
     (tmp_path / "empty.txt").write_text("")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import resources
 from pydantic import ValidationError
 
 from sandbox.config import SandboxConfig
@@ -65,7 +66,7 @@ def test_auto_falls_back_to_bwrap_loudly(monkeypatch: pytest.MonkeyPatch, caplog
     from sandbox import open_sandbox
 
     if shutil.which("bwrap") is None:
-        pytest.skip("SKIPPED LOUDLY: bubblewrap is not installed")
+        resources.unavailable("bwrap", "bubblewrap is not installed (apt-get install bubblewrap)")
 
     def no_engine(timeout: float = 60.0) -> None:
         raise SandboxError("no Docker engine answers (test)")
@@ -75,7 +76,7 @@ def test_auto_falls_back_to_bwrap_loudly(monkeypatch: pytest.MonkeyPatch, caplog
         try:
             sandbox = open_sandbox(SandboxConfig(backend="auto", pool_size=1))
         except SandboxError as err:
-            pytest.skip(f"SKIPPED LOUDLY: bwrap cannot run here: {err}")
+            resources.unavailable("bwrap", f"bwrap cannot run here: {err}")
     try:
         assert sandbox.backend == "bwrap"
         assert "WEAKER ISOLATION" in capsys.readouterr().err

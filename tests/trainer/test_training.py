@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from datasets_registry import Registry
 from datasets_registry.kinds import MESSAGES_TYPE
 from model_store import ModelStore
-from trainer.config import TrainConfig, TrainConfigError
+from trainer.config import LoopConfig, TrainConfig, TrainConfigError
 from trainer.data import IGNORE, as_row, collate, pack, tokenize_conversation
 from trainer.loop import NaNLossError, accumulate_gradients, train
 from trainer.objectives import PreferenceItem, PreferenceObjective, SFTObjective, forward_logits
@@ -98,7 +98,7 @@ def sft_rows(tokenizer, n: int = 6):  # noqa: ANN001, ANN201
 def test_sft_loss_falls_and_parameters_change(tiny_model: Path, tokenizer) -> None:  # noqa: ANN001
     model = load(tiny_model)
     before = copy.deepcopy(model.state_dict())
-    config = TrainConfig(dataset="x@1", epochs=20, micro_batch_size=6, learning_rate=1e-2, warmup_ratio=0.0)
+    config = LoopConfig(epochs=20, micro_batch_size=6, learning_rate=1e-2, warmup_ratio=0.0)
     metrics = train(
         model, sft_rows(tokenizer), SFTObjective(tokenizer.pad_token_id), config, log=lambda _: None
     )
@@ -127,7 +127,7 @@ def test_l2_to_init_keeps_weights_closer(tiny_model: Path, tokenizer) -> None:  
     for l2 in (0.0, 50.0):
         model = load(tiny_model)
         initial = {k: v.clone() for k, v in model.state_dict().items()}
-        config = TrainConfig(dataset="x@1", epochs=5, micro_batch_size=6, learning_rate=3e-3, l2_to_init=l2)
+        config = LoopConfig(epochs=5, micro_batch_size=6, learning_rate=3e-3, l2_to_init=l2)
         train(model, sft_rows(tokenizer), SFTObjective(tokenizer.pad_token_id), config, log=lambda _: None)
         drift.append(sum(((v - initial[k]) ** 2).sum().item() for k, v in model.state_dict().items()))
     assert drift[1] < 0.5 * drift[0]
@@ -170,7 +170,7 @@ def test_preference_training_widens_the_margin(tiny_model: Path, tokenizer, meth
         chosen, rejected, _ = objective.policy_logps(model, items)
     # The reference is the starting policy: cached values equal a fresh computation.
     assert torch.allclose(torch.tensor([i.ref_chosen for i in items]), chosen.float(), atol=1e-4)
-    metrics = train(model, items, objective, config, log=lambda _: None)
+    metrics = train(model, items, objective, config.loop, log=lambda _: None)
     assert metrics.losses[-1] < metrics.losses[0]
     with torch.no_grad():
         new_chosen, new_rejected, _ = objective.policy_logps(model, items)
@@ -187,7 +187,7 @@ def test_nan_loss_stops_training(tiny_model: Path, tokenizer) -> None:  # noqa: 
             load(tiny_model),
             sft_rows(tokenizer),
             Broken(tokenizer.pad_token_id),
-            TrainConfig(dataset="x@1"),
+            LoopConfig(),
             log=lambda _: None,
         )
 
@@ -248,28 +248,61 @@ def test_inputs_are_checked_before_any_work(tiny_model: Path, registry: Registry
 
 
 def test_ray_train_ddp_two_workers(
-    tiny_model: Path, registry: Registry, tmp_path: Path, ray_local: None
+    tiny_model: Path, registry: Registry, tmp_path: Path, ray_local: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two DDP workers, each on half of the 6 pairs, end with the same weights as each other and
+    as one process training on all 6 at once: the gradients were averaged, not just the data split."""
+    import trainer.run
+
     register_datasets(registry)
     store = ModelStore(tmp_path / "models")
-    config = TrainConfig(
-        model=str(tiny_model),
-        dataset="tiny-pref@1",
-        method="dpo",
-        output="ddp-expert",
-        num_workers=2,
-        epochs=4,
-        micro_batch_size=3,
-        learning_rate=3e-3,
-        torch_threads=1,
-    )
-    result = run_training(prepare_training(config, registry, store), store, log=lambda _: None)
+    ranks_dir = tmp_path / "ranks"
+    ranks_dir.mkdir()
+
+    def worker_keeping_its_weights(loop_config: dict) -> None:
+        """The real worker; each rank also saves its final weights (a local function, so Ray
+        pickles it by value and the workers need not import this test module)."""
+        import ray.train
+        import torch
+
+        import trainer.run as run
+
+        real_train = run.train
+
+        def train_and_keep(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            metrics = real_train(model, *args, **kwargs)
+            rank = ray.train.get_context().get_world_rank()
+            weights = {k: v.detach().clone() for k, v in getattr(model, "module", model).state_dict().items()}
+            torch.save(weights, f"{ranks_dir}/rank{rank}.pt")
+            return metrics
+
+        run.train = train_and_keep
+        run._ray_worker(loop_config)
+
+    monkeypatch.setattr(trainer.run, "_ray_worker", worker_keeping_its_weights)
+    common = {"model": str(tiny_model), "dataset": "tiny-pref@1", "method": "dpo", "epochs": 4,
+              "learning_rate": 3e-3}  # fmt: skip
+    ddp = TrainConfig(**common, output="ddp-expert", num_workers=2, micro_batch_size=3, torch_threads=1)
+    result = run_training(prepare_training(ddp, registry, store), store, log=lambda _: None)
     assert result.metrics["steps"] == 4
     assert result.metrics["last_loss"] < result.metrics["first_loss"]
-    trained = AutoModelForCausalLM.from_pretrained(result.path)
-    assert not torch.equal(
-        trained.lm_head.weight, AutoModelForCausalLM.from_pretrained(tiny_model).lm_head.weight
-    )
+    single = TrainConfig(**common, output="single-expert", micro_batch_size=6)  # the full batch per step
+    reference = run_training(prepare_training(single, registry, store), store, log=lambda _: None)
+    assert reference.metrics["steps"] == 4
+
+    rank0, rank1 = (torch.load(ranks_dir / f"rank{r}.pt") for r in (0, 1))
+    saved = AutoModelForCausalLM.from_pretrained(result.path).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    one_process = AutoModelForCausalLM.from_pretrained(reference.path).state_dict()
+    assert rank0.keys() == rank1.keys() == saved.keys()
+    for name, weight in rank0.items():
+        assert torch.equal(weight, rank1[name]), f"{name}: the workers' weights differ"
+        assert torch.equal(weight, saved[name]), f"{name}: rank 0 saved other weights"
+        # Padding and summation order differ between the runs: float noise, far below an update.
+        assert torch.allclose(weight, one_process[name], rtol=0, atol=1e-4), (
+            f"{name}: DDP and the single-process run differ by {(weight - one_process[name]).abs().max():.2e}"
+        )
+    assert any(not torch.equal(rank0[name], base[name]) for name in rank0), "training changed nothing"
 
 
 def test_cli_train_sft(tiny_model: Path, tmp_path: Path) -> None:
