@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import lance
 import pyarrow as pa
 
+from datasets_registry.job_commits import JobCommits
 from datasets_registry.lineage import Lineage
 from datasets_registry.storage import create_empty
 
@@ -45,6 +46,8 @@ class Catalog:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        # Versions of a job whose commit record is missing stay hidden (see job_commits).
+        self.jobs = JobCommits(uri.rsplit("/", 1)[0] + "/jobs.lance")
 
     def _dataset(self) -> lance.LanceDataset | None:
         try:
@@ -76,8 +79,12 @@ class Catalog:
         predicate = " OR ".join(f"(name = '{i.name}' AND version = {i.version})" for i in infos)
         dataset.delete(predicate)
 
-    def rows(self, name: str | None = None) -> list[VersionInfo]:
-        """All registered versions, optionally of one name, ordered by name then version."""
+    def rows(self, name: str | None = None, *, include_hidden: bool = False) -> list[VersionInfo]:
+        """All registered versions, optionally of one name, ordered by name then version.
+
+        Versions of a job that has not committed (in flight, killed, or aborted) are left out
+        unless `include_hidden`.
+        """
         dataset = self._dataset()
         if dataset is None:
             return []
@@ -95,4 +102,7 @@ class Catalog:
             )
             for r in table.to_pylist()
         ]
+        if not include_hidden and any(info.job_id for info in infos):
+            hidden = self.jobs.hidden()
+            infos = [info for info in infos if info.job_id not in hidden]
         return sorted(infos, key=lambda info: (info.name, info.version))

@@ -10,7 +10,9 @@ import pyarrow as pa
 
 from datasets_registry.errors import RegistryError
 
-Kind = Literal["prompts", "sft", "preference", "rm_pairs", "code", "generic"]
+Kind = Literal[
+    "prompts", "sft", "preference", "rm_pairs", "code", "text", "unpaired_preference", "stepwise", "generic"
+]
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "prompts": ("prompt",),
@@ -18,6 +20,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "preference": ("prompt", "chosen", "rejected"),
     "rm_pairs": ("prompt", "chosen", "rejected", "label", "stage"),
     "code": ("prompt", "language", "tests", "solution", "verdict", "pass_rate"),
+    "text": ("text",),  # plain language-modelling text (TRL's standard language modelling)
+    "unpaired_preference": ("prompt", "completion", "label"),  # TRL's unpaired preference (KTO)
+    "stepwise": ("prompt", "completions", "labels"),  # TRL's stepwise supervision (PRM)
     "generic": (),
 }
 

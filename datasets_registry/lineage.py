@@ -30,6 +30,9 @@ class Lineage(BaseModel):
     metrics: dict[str, Any] = Field(
         default_factory=dict, description="Counts, token usage and timings of the job."
     )
+    imported_format: str | None = Field(
+        None, description="For imported rows, the format they came in, e.g. `trl:preference/standard`."
+    )
 
 
 def content_id(value: Any) -> str:

@@ -9,6 +9,7 @@ is visible only once its catalog row is committed. Nothing is created until the 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -17,7 +18,7 @@ import lance
 import pyarrow as pa
 
 from assay.names import NAME_PATTERN
-from datasets_registry import storage
+from datasets_registry import job_commits, storage
 from datasets_registry.catalog import Catalog, VersionInfo
 from datasets_registry.errors import RegistryError
 from datasets_registry.lineage import Lineage
@@ -49,6 +50,18 @@ def _join(root: str, *parts: str) -> str:
 
 def _cannot_read(filter: str | None) -> str:
     return "cannot read" if filter is None else f"cannot read with filter {filter!r}"
+
+
+# Lance appends where in its Rust source an error arose (", /home/.../scanner.rs:839:33"): noise
+# to a user, who needs only what was wrong with the filter.
+_RUST_LOCATION = re.compile(r",?\s*/\S+\.rs:\d+:\d+")
+_LANCE_INTERNAL_FIELDS = re.compile(r", _row\w+")
+
+
+def _lance_reason(err: Exception) -> str:
+    """Lance's message without its internal source paths and hidden row-address fields."""
+    text = _RUST_LOCATION.sub("", str(err)).replace("Invalid user input: ", "").strip()
+    return _LANCE_INTERNAL_FIELDS.sub("", text).rstrip(".,") or type(err).__name__
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ class DatasetVersion:
         try:
             return self.to_lance().to_table(columns=columns, filter=filter, limit=limit)
         except (ValueError, OSError) as err:
-            raise RegistryError(f"{self.ref}: {_cannot_read(filter)}: {err}") from err
+            raise RegistryError(f"{self.ref}: {_cannot_read(filter)}: {_lance_reason(err)}") from err
 
     def head(self, n: int = 5) -> pa.Table:
         """The first `n` rows."""
@@ -123,7 +136,7 @@ class DatasetVersion:
                 offsets = dataset.to_table(columns=["_rowoffset"], filter=where)["_rowoffset"].to_numpy()
                 total = len(offsets)
         except (ValueError, OSError) as err:
-            raise RegistryError(f"{self.ref}: {_cannot_read(where)}: {err}") from err
+            raise RegistryError(f"{self.ref}: {_cannot_read(where)}: {_lance_reason(err)}") from err
         picks = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
         rows = picks if offsets is None else offsets[picks]
         return dataset.take([int(row) for row in rows])
@@ -306,7 +319,50 @@ class Registry:
         version = storage.commit(uri, schema, fragments, mode)
         num_rows = lance.dataset(uri, version=version).count_rows()
         self.catalog.append(name, version, kind, num_rows, lineage)
-        return self.open(f"{name}@{version}")
+        # Not `open`: the version of a job that has not committed yet is hidden from readers.
+        (info,) = [i for i in self.catalog.rows(name, include_hidden=True) if i.version == version]
+        return DatasetVersion(uri, info)
+
+    def begin_job(self, job_id: str) -> None:
+        """Open a job's outputs: versions written with `lineage.job_id == job_id` stay hidden
+        until `commit_job`. A job run again under its id first aborts its earlier attempt."""
+        if any(info.job_id == job_id for info in self.catalog.rows(include_hidden=True)):
+            self.abort_job(job_id)
+        self.catalog.jobs.record(job_id, job_commits.OPEN)
+
+    def commit_job(self, job_id: str) -> None:
+        """Make every version the job wrote visible at once (one append: atomic)."""
+        self.catalog.jobs.record(job_id, job_commits.COMMITTED)
+
+    def abort_job(self, job_id: str) -> list[VersionInfo]:
+        """Unregister the versions of a job that never committed; returns them.
+
+        Where such a version is the latest Lance version of its dataset, the latest registered
+        version is restored on top, so a later append does not build on the aborted rows.
+        """
+        infos = [info for info in self.catalog.rows(include_hidden=True) if info.job_id == job_id]
+        self.catalog.jobs.record(job_id, job_commits.ABORTED)
+        self.catalog.delete(infos)
+        for name in sorted({info.name for info in infos}):
+            uri = self.dataset_uri(name)
+            dataset = lance.dataset(uri)
+            if dataset.version in {info.version for info in infos if info.name == name}:
+                registered = [info.version for info in self.catalog.rows(name)]
+                storage.restore(uri, registered[-1] if registered else storage.NO_ROWS, dataset.schema)
+        return infos
+
+    def abort_stale_jobs(self) -> list[str]:
+        """Abort jobs whose outputs opened longer than `UNREGISTERED_GRACE` ago and never
+        committed: their writer died. Returns their ids."""
+        stale = datetime.now(UTC) - UNREGISTERED_GRACE
+        dead = [
+            job_id
+            for job_id, (state, at) in self.catalog.jobs.latest().items()
+            if state == job_commits.OPEN and _aware(at) < stale
+        ]
+        for job_id in dead:
+            self.abort_job(job_id)
+        return dead
 
     def _orphan_base(self, name: str, uri: str) -> int | None:
         """The version an append must build on instead of an orphaned latest Lance version.
@@ -362,11 +418,15 @@ class Registry:
         """Remove old versions nobody points to; see `removable_versions`.
 
         Also removes Lance versions that were never registered (a writer that died before its
-        catalog row). Tagged versions are skipped by Lance itself, never untagged.
+        catalog row), and those of a job that opened its outputs longer than the grace ago and
+        never committed them (see `job_commits`). Tagged versions are skipped by Lance itself,
+        never untagged.
 
         Returns:
             The registered versions removed (or that would be, with `dry_run`).
         """
+        if not dry_run:
+            self.abort_stale_jobs()  # a dead job's hidden versions become orphans, removed below
         removable = self.removable_versions(extra_references)
         if dry_run:
             return removable

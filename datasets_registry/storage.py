@@ -151,20 +151,25 @@ def commit(uri: str, schema: pa.Schema, fragments: list[lance.FragmentMetadata],
     raise AssertionError("unreachable")
 
 
-def create_empty(uri: str, schema: pa.Schema) -> None:
+def create_empty(uri: str, schema: pa.Schema, *, data_storage_version: str | None = None) -> None:
     """Create the dataset with an empty first version, so every later commit is an append and
     racing appenders to a new name cannot overwrite each other's rows.
 
     Lance's `create` checks for an existing dataset before it commits, so two creators can both
     succeed, the second one landing after the first's appends. On a local disk an exclusive file
     lock makes the check and the creation one step; on object stores the race remains.
+    `data_storage_version` picks Lance's file format (None: Lance's default).
     """
     if "://" in uri:
         with contextlib.suppress(OSError):
-            lance.write_dataset(schema.empty_table(), uri, mode="create")
+            lance.write_dataset(
+                schema.empty_table(), uri, mode="create", data_storage_version=data_storage_version
+            )
         return
     os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
     with open(f"{uri}.create-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not exists(uri):
-            lance.write_dataset(schema.empty_table(), uri, mode="create")
+            lance.write_dataset(
+                schema.empty_table(), uri, mode="create", data_storage_version=data_storage_version
+            )

@@ -1,8 +1,15 @@
 """Export a version to JSONL, Parquet or a Hugging Face dataset folder; import files as a
 new version.
 
-Export streams batch by batch, so its memory is bounded by a batch, not the dataset. Import
-reads the whole file (or folder) into one Arrow table before the checked write.
+Import takes every TRL dataset type and format (datasets_registry/trl_formats.py), converts it to
+its kind's canonical columns and records the original format in lineage; a row without an `id`
+gets a content-derived one, `content_id` of the row's canonical values, the same recipe as a
+pipeline's source rows. Export writes the stored columns, or any TRL format the kind allows
+(by default the one the rows were imported from).
+
+Export streams batch by batch, so its memory is bounded by a batch, not the dataset (a TRL
+format converts batch by batch too). Import reads the whole file (or folder) into one Arrow
+table before the checked write.
 """
 
 from __future__ import annotations
@@ -18,13 +25,37 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from datasets_registry.errors import RegistryError
-from datasets_registry.lineage import Lineage
+from datasets_registry.lineage import Lineage, content_id
 from datasets_registry.registry import DatasetVersion, Registry
+from datasets_registry.trl_formats import TrlFormat, detect, to_canonical, to_trl
 
 ExportFormat = Literal["jsonl", "parquet", "hf"]
 
 
-def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path) -> Path:
+TRL_PREFIX = "trl:"
+
+
+def export_trl_format(version: DatasetVersion, trl: str | None) -> TrlFormat | None:
+    """The TRL format an export writes: `trl` (`TYPE/STYLE`, or `stored` for the stored columns),
+    else the format the version was imported from, else None (the stored columns).
+
+    Raises:
+        RegistryError: an unknown format, or one whose kind is not the version's.
+    """
+    if trl == "stored":
+        return None
+    if trl is None:
+        recorded = version.info.lineage.imported_format or ""
+        return TrlFormat.parse(recorded.removeprefix(TRL_PREFIX)) if recorded.startswith(TRL_PREFIX) else None
+    fmt = TrlFormat.parse(trl)
+    if fmt.kind != version.kind:
+        raise RegistryError(
+            f"{version.ref} is of kind {version.kind!r}; TRL format {fmt} is kind {fmt.kind!r}"
+        )
+    return fmt
+
+
+def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path, trl: str | None = None) -> Path:
     """Write `version` to `dest`.
 
     `hf` writes a folder in the Hugging Face Hub layout (`data/train-00000-of-00001.parquet`
@@ -32,13 +63,26 @@ def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path) -> Pa
 
     Missing parent folders of `dest` are created.
 
+    Args:
+        trl: A TRL format to write (`TYPE/STYLE`), `stored` for the stored columns, or None for
+            the format the rows were imported from (the stored columns when not imported).
+
     Returns:
         The file or folder written.
     """
     if fmt not in ("jsonl", "parquet", "hf"):
         raise RegistryError(f"unknown export format {fmt!r}; formats: jsonl, parquet, hf")
+    trl_format = export_trl_format(version, trl)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    batches = version.to_lance().to_batches()
+    batches: Iterable[pa.RecordBatch] = version.to_lance().to_batches()
+    schema = version.schema
+    if trl_format is not None:
+        batches = (
+            to_trl(pa.Table.from_batches([batch]), trl_format).to_batches()[0]
+            for batch in batches
+            if batch.num_rows
+        )
+        schema = to_trl(version.head(1), trl_format).schema
     if fmt == "jsonl":
         with dest.open("w", encoding="utf-8") as out:
             for batch in batches:
@@ -46,10 +90,10 @@ def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path) -> Pa
                     out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         return dest
     if fmt == "parquet":
-        _write_parquet(batches, version.schema, dest)
+        _write_parquet(batches, schema, dest)
         return dest
     (dest / "data").mkdir(parents=True, exist_ok=True)
-    _write_parquet(batches, version.schema, dest / "data" / "train-00000-of-00001.parquet")
+    _write_parquet(batches, schema, dest / "data" / "train-00000-of-00001.parquet")
     (dest / "README.md").write_text(_dataset_card(version))
     return dest
 
@@ -57,7 +101,7 @@ def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path) -> Pa
 def _write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
     with pq.ParquetWriter(path, schema) as writer:
         for batch in batches:
-            writer.write_batch(batch)
+            writer.write_batch(batch.cast(schema))
 
 
 def _dataset_card(version: DatasetVersion) -> str:
@@ -101,14 +145,57 @@ def read_file(src: Path) -> pa.Table:
     raise RegistryError(f"import: {src}: expected .jsonl, .parquet or a folder of .parquet files")
 
 
-def import_file(registry: Registry, src: Path, name: str, kind: str) -> DatasetVersion:
+def canonical_rows(table: pa.Table, kind: str | None) -> tuple[pa.Table, str, TrlFormat | None]:
+    """`table` in the canonical columns of its kind, the kind, and the TRL format it came in.
+
+    Args:
+        kind: The kind asked for, or None to take the one the TRL format detected maps to.
+            `generic` (and the kinds no TRL format maps to, such as `code`) keep the columns.
+
+    Raises:
+        RegistryError: no kind given and no TRL format recognised, or the format's kind is not
+            the kind asked for.
+    """
+    detected = detect(table.schema)
+    if kind is None:
+        if detected is None:
+            raise RegistryError(
+                f"import: columns {', '.join(table.column_names)} are not a TRL dataset format "
+                "(text, messages, prompt[, completion], prompt/chosen/rejected, chosen/rejected, "
+                "prompt/completion/label, prompt/completions/labels); give --kind"
+            )
+        kind = detected.kind
+    if detected is None or kind != detected.kind:
+        if detected is not None and kind != "generic":
+            raise RegistryError(
+                f"import: the rows are TRL {detected} (kind {detected.kind!r}), not kind {kind!r}; "
+                f"use --kind {detected.kind} or --kind generic"
+            )
+        return table, kind, None
+    return to_canonical(table, detected), kind, detected
+
+
+def with_ids(table: pa.Table) -> pa.Table:
+    """`table` with a content-derived `id` per row where it has no `id` column."""
+    if "id" in table.column_names:
+        return table
+    ids = [content_id(row) for row in table.to_pylist()]
+    return table.append_column("id", pa.array(ids, type=pa.string()))
+
+
+def import_file(registry: Registry, src: Path, name: str, kind: str | None = None) -> DatasetVersion:
     """Register the rows of `src` as a new version of `name`, with the file as its source.
 
-    The source's sha256 covers the files read (see `source_files`).
+    A TRL dataset format is converted to its kind (detected when `kind` is None) and recorded
+    in lineage; rows without an `id` get content-derived ids. The source's sha256 covers the
+    files read (see `source_files`).
     """
-    table = read_file(src)
+    table, kind, trl_format = canonical_rows(read_file(src), kind)
     digest = hashlib.sha256()
     for file in source_files(src):
         digest.update(file.read_bytes())
-    lineage = Lineage(sources=[f"file:{src.resolve()}#sha256={digest.hexdigest()}"])
-    return registry.write(name, table, kind=kind, lineage=lineage)
+    lineage = Lineage(
+        sources=[f"file:{src.resolve()}#sha256={digest.hexdigest()}"],
+        imported_format=f"{TRL_PREFIX}{trl_format}" if trl_format else None,
+    )
+    return registry.write(name, with_ids(table), kind=kind, lineage=lineage)

@@ -95,6 +95,27 @@ def _check_stage(array: pa.Array, column: str) -> None:
         raise RowError(row, column, f"is {array[row].as_py()}; expected 1 or 2")
 
 
+def _check_bool(array: pa.Array, column: str) -> None:
+    if not pa.types.is_boolean(array.type):
+        raise RowError(0, column, f"has type {array.type}; expected true or false")
+    _not_null(array, column)
+
+
+def _check_steps(completions: pa.Array, labels: pa.Array) -> None:
+    """Stepwise supervision: a list of step texts and one boolean label per step."""
+    for array, column, check, what in (
+        (completions, "completions", pa.types.is_string, "strings"),
+        (labels, "labels", pa.types.is_boolean, "booleans"),
+    ):
+        value_type = getattr(array.type, "value_type", None)
+        if not pa.types.is_list(array.type) or value_type is None or not check(value_type):
+            raise RowError(0, column, f"has type {array.type}; expected a list of {what}")
+        _not_null(array, column)
+    row = _first(pc.not_equal(pc.list_value_length(completions), pc.list_value_length(labels)))
+    if row is not None:
+        raise RowError(row, "labels", "has a different length from completions (one label per step)")
+
+
 def _check_prompt(array: pa.Array, column: str) -> None:
     """A prompt is text or a conversation."""
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
@@ -116,6 +137,15 @@ def _check_rows(kind: str, table: pa.Table) -> None:
     if kind == "rm_pairs":
         _check_range(column["label"], "label", 0.0, 1.0, nullable=False)
         _check_stage(column["stage"], "stage")
+    if kind == "text":
+        _check_text(column["text"], "text")
+    if kind == "unpaired_preference":
+        _check_messages(column["prompt"], "prompt", last_role=None)
+        _check_messages(column["completion"], "completion", last_role="assistant")
+        _check_bool(column["label"], "label")
+    if kind == "stepwise":
+        _check_messages(column["prompt"], "prompt", last_role=None)
+        _check_steps(column["completions"], column["labels"])
     if kind == "code":
         _check_prompt(column["prompt"], "prompt")
         _check_text(column["language"], "language")

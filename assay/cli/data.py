@@ -1,20 +1,22 @@
 """`assay data`: inspect, tag, compare, export, import and clean up registry datasets."""
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.table import Table
 from rich.tree import Tree
 
 from assay.cli.common import console, open_model_store, open_registry
+from assay.cli.output import JsonOption, emit_json, emit_jsonl, emit_table
+from assay.errors import AssayError
 
 app = typer.Typer(help="Versioned datasets in the registry.", no_args_is_help=True)
 
 Ref = Annotated[str, typer.Argument(help="NAME, NAME@VERSION, NAME@TAG or NAME@latest.")]
-KINDS = "prompts, sft, preference, rm_pairs, code, generic"
+KINDS = "prompts, sft, preference, rm_pairs, code, text, unpaired_preference, stepwise, generic"
 
 
 def _when(value: Any) -> str:
@@ -22,31 +24,82 @@ def _when(value: Any) -> str:
 
 
 @app.command("list")
-def list_datasets() -> None:
+def list_datasets(as_json: JsonOption = False) -> None:
     """List datasets with their latest version."""
     registry = open_registry()
-    table = Table(title=f"datasets in {registry.root}", title_justify="left")
-    for column in ("name", "latest", "versions", "kind", "rows", "created", "tags"):
-        table.add_column(column)
+    records = []
     for name in registry.names():
         versions = registry.versions(name)
         last = versions[-1]
-        tags = ", ".join(f"{tag}@{v}" for tag, v in registry.tags(name).items())
-        row = [name, str(last.version), str(len(versions)), last.kind, str(last.num_rows)]
-        table.add_row(*row, _when(last.created_at), tags)
-    console.print(table)
+        records.append(
+            {
+                "name": name,
+                "latest": last.version,
+                "versions": len(versions),
+                "kind": last.kind,
+                "rows": last.num_rows,
+                "created_at": last.created_at,
+                "tags": registry.tags(name),
+                "uri": registry.dataset_uri(name),
+            }
+        )
+    if as_json:
+        emit_json(records)
+        return
+    rows = [
+        [r["name"], r["latest"], r["versions"], r["kind"], r["rows"], _when(r["created_at"]),
+         ", ".join(f"{tag}@{v}" for tag, v in r["tags"].items())]
+        for r in records
+    ]  # fmt: skip
+    emit_table(
+        f"datasets in {registry.root}",
+        ("name", "latest", "versions", "kind", "rows", "created", "tags"),
+        rows,
+    )
 
 
 @app.command("show")
-def show(ref: Ref) -> None:
-    """Show a version: kind, rows, size, schema, lineage, key stats, and all versions."""
+def show(ref: Ref, as_json: JsonOption = False) -> None:
+    """Show a version: kind, rows, size, where it lives, schema, lineage, languages, all versions."""
     registry = open_registry()
     version = registry.open(ref)
     info = version.info
+    languages: dict[str, int] = {}
+    if "language" in version.schema.names and info.num_rows:
+        counts = version.to_polars(["language"])["language"].value_counts(sort=True)
+        languages = {str(lang): count for lang, count in counts.iter_rows()}
+    if as_json:
+        emit_json(
+            {
+                "ref": version.ref,
+                "name": version.name,
+                "version": version.version,
+                "kind": info.kind,
+                "rows": info.num_rows,
+                "size_bytes": version.size_bytes(),
+                "uri": version.uri,
+                "created_at": info.created_at,
+                "schema": {field.name: str(field.type) for field in version.schema},
+                "lineage": info.lineage,
+                "languages": languages,
+                "tags": registry.tags(version.name),
+                "versions": [
+                    {"version": v.version, "rows": v.num_rows, "created_at": v.created_at, "job_id": v.job_id}
+                    for v in registry.versions(version.name)
+                ],
+            }
+        )
+        return
     size = version.size_bytes() / 2**20
     console.print(
         f"[bold]{version.ref}[/]  kind={info.kind}  rows={info.num_rows}  size={size:.1f} MiB  "
         f"created={info.created_at:%Y-%m-%d %H:%M:%S %Z}"
+    )
+    console.print(
+        f"  lance: {version.uri} (lance version {version.version}: lance.dataset(uri, "
+        f"version={version.version}), pl.scan_lance)",
+        highlight=False,
+        soft_wrap=True,
     )
     schema = Table(title="schema", title_justify="left")
     schema.add_column("column")
@@ -65,9 +118,8 @@ def show(ref: Ref) -> None:
             console.print(f"  {label}: {value}")
     if lineage.metrics:
         console.print(f"  metrics: {json.dumps(lineage.metrics)}")
-    if "language" in version.schema.names and info.num_rows:
-        counts = version.to_polars(["language"])["language"].value_counts(sort=True)
-        shown = ", ".join(f"{lang}: {count}" for lang, count in counts.head(10).iter_rows())
+    if languages:
+        shown = ", ".join(f"{lang}: {count}" for lang, count in list(languages.items())[:10])
         console.print(f"[bold]languages[/] {shown}")
     tags_by_version: dict[int, list[str]] = {}
     for tag, tagged in registry.tags(version.name).items():
@@ -94,13 +146,25 @@ def _shorten(value: Any, limit: int) -> Any:
     return value
 
 
-def _print_rows(rows: Iterable[dict[str, Any]], width: int) -> None:
-    for row in rows:
-        shown = _shorten(row, width) if width > 0 else row
-        console.print_json(json.dumps(shown, ensure_ascii=False, default=str))
+def _print_rows(table: pa.Table, width: int, full: bool, columns: str | None) -> None:
+    """Rows as JSON lines; in a terminal long strings are cut at `width` unless `full`."""
+    if columns:
+        wanted = [name.strip() for name in columns.split(",") if name.strip()]
+        missing = [name for name in wanted if name not in table.column_names]
+        if missing:
+            raise AssayError(
+                f"--columns: no column {', '.join(missing)}; columns: {', '.join(table.column_names)}"
+            )
+        table = table.select(wanted)
+    rows = table.to_pylist()
+    if console.is_terminal and not full and width > 0:
+        rows = [_shorten(row, width) for row in rows]
+    emit_jsonl(rows)
 
 
-Width = Annotated[int, typer.Option(help="Cut strings longer than this (0: never).")]
+Width = Annotated[int, typer.Option(help="In a terminal, cut strings longer than this (0: never).")]
+Full = Annotated[bool, typer.Option("--full", help="Never cut strings (piped output never is).")]
+Columns = Annotated[str | None, typer.Option(help="Only these columns, comma-separated.")]
 
 
 @app.command("head")
@@ -108,9 +172,11 @@ def head(
     ref: Ref,
     n: Annotated[int, typer.Option("-n", min=1, help="Number of rows.")] = 5,
     width: Width = 300,
+    full: Full = False,
+    columns: Columns = None,
 ) -> None:
-    """Print the first rows of a version as JSON."""
-    _print_rows(open_registry().open(ref).head(n).to_pylist(), width)
+    """Print the first rows of a version, one JSON object per line."""
+    _print_rows(open_registry().open(ref).head(n), width, full, columns)
 
 
 @app.command("sample")
@@ -120,9 +186,12 @@ def sample(
     n: Annotated[int, typer.Option("-n", min=1, help="Number of rows.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     width: Width = 300,
+    full: Full = False,
+    columns: Columns = None,
 ) -> None:
-    """Print random rows of a version, optionally among those matching a filter."""
-    _print_rows(open_registry().open(ref).sample(n, where=where, seed=seed).to_pylist(), width)
+    """Print random rows of a version (one JSON object per line), optionally among those matching
+    a filter."""
+    _print_rows(open_registry().open(ref).sample(n, where=where, seed=seed), width, full, columns)
 
 
 @app.command("tag")
@@ -147,11 +216,15 @@ def untag(
 
 
 @app.command("stats")
-def stats(ref: Ref) -> None:
+def stats(ref: Ref, as_json: JsonOption = False) -> None:
     """Per-column counts and nulls, languages, score histograms, length percentiles."""
     from assay.cli.render import render_stats
 
-    for renderable in render_stats(open_registry().open(ref).stats()):
+    result = open_registry().open(ref).stats()
+    if as_json:
+        emit_json(result)
+        return
+    for renderable in render_stats(result):
         console.print(renderable)
 
 
@@ -159,16 +232,21 @@ def stats(ref: Ref) -> None:
 def diff(
     old: Annotated[str, typer.Argument(help="The older version, NAME@V1.")],
     new: Annotated[str, typer.Argument(help="The newer version, NAME@V2 (or another dataset).")],
+    as_json: JsonOption = False,
 ) -> None:
     """Rows added, removed and changed by `id`, schema changes and stat deltas."""
     from assay.cli.render import render_diff
 
-    for renderable in render_diff(open_registry().diff(old, new)):
+    result = open_registry().diff(old, new)
+    if as_json:
+        emit_json(result)
+        return
+    for renderable in render_diff(result):
         console.print(renderable)
 
 
 @app.command("lineage")
-def lineage(ref: Ref) -> None:
+def lineage(ref: Ref, as_json: JsonOption = False) -> None:
     """The graph back to the sources: jobs, specs, models and source dataset versions."""
     from datasets_registry.lineage import Lineage, LineageNode, lineage_graph
 
@@ -195,8 +273,12 @@ def lineage(ref: Ref) -> None:
         for parent in node.parents:
             add(branch, parent)
 
+    graph = lineage_graph(root.ref, lookup)
+    if as_json:
+        emit_json(graph)
+        return
     tree = Tree(f"lineage of {root.ref}")
-    add(tree, lineage_graph(root.ref, lookup))
+    add(tree, graph)
     console.print(tree)
 
 
@@ -207,12 +289,19 @@ def export(
         Path, typer.Argument(help="File (jsonl, parquet) or folder (hf) to write; parents are created.")
     ],
     format: Annotated[str, typer.Option("--format", help="jsonl, parquet or hf.")] = "jsonl",
+    trl: Annotated[
+        str | None,
+        typer.Option(
+            help="Write a TRL format, TYPE/STYLE (e.g. preference/standard), or `stored` for the stored "
+            "columns; default: the format the rows were imported in, else the stored columns."
+        ),
+    ] = None,
 ) -> None:
     """Export a version as JSONL, Parquet, or a Hugging Face dataset folder."""
     from datasets_registry.transfer import export_version
 
     version = open_registry().open(ref)
-    written = export_version(version, format, dest)  # type: ignore[arg-type]
+    written = export_version(version, format, dest, trl)  # type: ignore[arg-type]
     console.print(f"wrote {version.num_rows} rows of {version.ref} to {written}")
 
 
@@ -220,13 +309,22 @@ def export(
 def import_(
     src: Annotated[Path, typer.Argument(help="A .jsonl or .parquet file, or a folder of .parquet.")],
     name: Annotated[str, typer.Option(help="Dataset name.")],
-    kind: Annotated[str, typer.Option(help=f"Dataset kind: {KINDS}.")] = "generic",
+    kind: Annotated[
+        str | None,
+        typer.Option(help=f"Dataset kind: {KINDS}; default: the kind of the TRL format the rows are in."),
+    ] = None,
 ) -> None:
-    """Register a file's rows as a new version (checked against the kind)."""
+    """Register a file's rows as a new version: any TRL dataset format is converted to its kind,
+    rows without an `id` get content-derived ids, and every row is checked against the kind."""
     from datasets_registry.transfer import import_file
 
     version = import_file(open_registry(), src, name, kind)
-    console.print(f"registered {version.ref} ({version.num_rows} rows, kind {version.kind})")
+    imported = version.info.lineage.imported_format
+    console.print(
+        f"registered {version.ref} ({version.num_rows} rows, kind {version.kind}"
+        + (f", from {imported}" if imported else "")
+        + ")"
+    )
 
 
 @app.command("gc")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from assay.cli import data, eval, merge, models, run, sandbox, train
+from assay.cli import data, eval, jobs, merge, models, run, sandbox, train, ui
 from assay.cli.common import CliState, err_console
 
 app = typer.Typer(
@@ -24,6 +24,16 @@ app.add_typer(train.app, name="train")
 app.add_typer(merge.app, name="merge")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(eval.app, name="eval")
+app.add_typer(jobs.app, name="jobs")
+app.command("ui")(ui.ui)
+
+
+def _print_version(value: bool | None) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"assay {version('assay')}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -31,6 +41,10 @@ def main_options(
     registry: Annotated[
         str | None,
         typer.Option(help="Registry root (path or URI); default $ASSAY_REGISTRY or ~/.cache/assay/registry."),
+    ] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
     ] = None,
 ) -> None:
     """Synthetic data for LLM post-training: pipelines, versioned datasets, models."""

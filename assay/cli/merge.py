@@ -40,13 +40,16 @@ def run(
     check: Annotated[
         bool, typer.Option("--check", help="Validate and show the merges; write nothing.")
     ] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Store name of the merge (over the config's `output`).")
+    ] = None,
 ) -> None:
     """Merge models as a config says and register each output in the model store."""
     from trainer.merging.config import load_merge_config
     from trainer.merging.schemes import prepare_merges, run_merge
 
     store = open_model_store()
-    loaded = load_merge_config(config)
+    loaded = load_merge_config(config, output=name)
     if check:
         for job, _ in prepare_merges(loaded, store):
             _show_job(job)

@@ -1,12 +1,12 @@
 """`assay sandbox`: build the sandbox image, see what runs, remove leftovers."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from assay.cli.common import console
+from assay.cli.output import JsonOption, emit_json, emit_table
 
 app = typer.Typer(help="The code-execution sandbox (Docker image, warm containers).", no_args_is_help=True)
 
@@ -51,7 +51,7 @@ def build_rootfs(
 
 
 @app.command("status")
-def status() -> None:
+def status(as_json: JsonOption = False) -> None:
     """Show the engine, the image, the bwrap fallback and every sandbox container with its owner."""
     import shutil
 
@@ -60,23 +60,42 @@ def status() -> None:
     from sandbox.image import ImageRecipe, image_exists
 
     tag = ImageRecipe().tag
+    report: dict[str, Any] = {
+        "engine": None,
+        "image": tag,
+        "image_present": False,
+        "bwrap": bool(shutil.which("bwrap")),
+    }
+    containers: list[dict[str, Any]] = []
     try:
         client = docker_client(timeout=20)
     except SandboxError as err:
-        console.print(f"docker: [bold red]{err}[/]")
-        console.print(f"bwrap fallback: {'available' if shutil.which('bwrap') else 'NOT installed'}")
+        report["engine"] = f"unavailable: {err}"
+    else:
+        report["engine"] = "answers"
+        report["image_present"] = image_exists(tag)
+        for container in list_sandbox_containers(client):
+            labels = container.labels
+            owner = labels.get("assay.owner", "")
+            containers.append(
+                {"name": container.name, "status": container.status, "uid": labels.get("assay.uid", ""),
+                 "owner": owner, "owner_alive": owner_is_alive(owner)}
+            )  # fmt: skip
+    if as_json:
+        emit_json(report | {"containers": containers})
         return
-    console.print(f"docker: engine answers; image {tag}: {'present' if image_exists(tag) else 'MISSING'}")
-    console.print(f"bwrap fallback: {'available' if shutil.which('bwrap') else 'not installed'}")
-    table = Table(title="sandbox containers", title_justify="left")
-    for column in ("name", "status", "uid", "owner", "owner alive"):
-        table.add_column(column)
-    for container in list_sandbox_containers(client):
-        labels = container.labels
-        owner = labels.get("assay.owner", "")
-        alive = "yes" if owner_is_alive(owner) else "[red]no: reap it[/]"
-        table.add_row(container.name, container.status, labels.get("assay.uid", ""), owner, alive)
-    console.print(table)
+    if report["engine"] != "answers":
+        console.print(f"docker: [bold red]{report['engine']}[/]")
+    else:
+        console.print(
+            f"docker: engine answers; image {tag}: {'present' if report['image_present'] else 'MISSING'}"
+        )
+    console.print(f"bwrap fallback: {'available' if report['bwrap'] else 'NOT installed'}")
+    rows = [
+        [c["name"], c["status"], c["uid"], c["owner"], "yes" if c["owner_alive"] else "no: reap it"]
+        for c in containers
+    ]
+    emit_table("sandbox containers", ("name", "status", "uid", "owner", "owner alive"), rows)
 
 
 @app.command("reap")

@@ -38,7 +38,7 @@ def test_data_commands(tmp_path: Path) -> None:
     first, second = tmp_path / "v1.jsonl", tmp_path / "v2.jsonl"
     write_rows(first, ["a", "b", "c", "d"])
     write_rows(second, ["a", "B", "c", "d", "e"])
-    assert "registered sft@1 (4 rows, kind sft)" in ok(
+    assert "registered sft@1 (4 rows, kind sft, from trl:language_modeling/conversational)" in ok(
         "import", str(first), "--name", "sft", "--kind", "sft", registry=reg
     )
     ok("import", str(second), "--name", "sft", "--kind", "sft", registry=reg)

@@ -22,6 +22,7 @@ from trainer.merging.config import (
     load_search_config,
 )
 from trainer.merging.linear import LinearMergePlan, MergeResult, execute_linear, merge_linear, plan_linear
+from trainer.merging.safetensors_io import Checkpoint, SafetensorsWriter, ShardedWriter, TensorSpec
 from trainer.merging.schemes import (
     RegisteredMerge,
     interpolate,
@@ -31,7 +32,6 @@ from trainer.merging.schemes import (
     run_merge,
     seed_merge,
 )
-from trainer.merging.safetensors_io import Checkpoint, SafetensorsWriter, ShardedWriter, TensorSpec
 from trainer.merging.search import Candidate, SearchResult, run_search, search_weights
 
 __all__ = [

@@ -221,6 +221,7 @@ MERGEKIT_KEYS = {
     "parameters",
     "base_model",
     "tokenizer_source",
+    "output",  # not mergekit's (its CLI takes the output folder): the store name of the merge
 }
 
 
@@ -270,16 +271,27 @@ def from_mergekit(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(normalize, bool):
         raise ValueError("parameters.normalize must be true or false")
     out_dtype = raw.get("out_dtype") or raw.get("dtype")
-    return {"method": "linear", "models": models, "normalize": normalize, "dtype": out_dtype}
+    return {
+        "method": "linear",
+        "models": models,
+        "normalize": normalize,
+        "dtype": out_dtype,
+        "output": raw.get("output"),
+    }
 
 
-def load_merge_config(path: Path) -> MergeConfig:
+def load_merge_config(path: Path, output: str | None = None) -> MergeConfig:
     """Load a merge YAML in assay's format or mergekit's linear format.
+
+    Args:
+        output: The store name of the merge, over the config's own `output`.
 
     Raises:
         MergeError: naming the file and the field for any bad or unsupported setting.
     """
     raw = read_yaml_mapping(path, "merge config", MergeError)
+    if output is not None:
+        raw["output"] = output
     try:
         if "merge_method" in raw:
             try:

@@ -230,6 +230,18 @@ def register_merge(
     return register_folder(store, job, result, config, metrics=metrics)
 
 
+def _input_datasets(store: ModelStore, models: Sequence[ResolvedModel]) -> list[str]:
+    """The datasets the stored input models were trained on, in order, each once: a merge is
+    trained on what its inputs were (`assay models show --tree` walks the full tree)."""
+    datasets: list[str] = []
+    for model in models:
+        if store.has(model.ref):
+            for ref in store.record(model.ref).get("lineage", {}).get("datasets", []):
+                if ref not in datasets:
+                    datasets.append(ref)
+    return datasets
+
+
 def register_folder(
     store: ModelStore,
     job: MergeJob,
@@ -248,6 +260,7 @@ def register_folder(
         merge["left_out"] = job.left_out.identity
     lineage = ModelLineage(
         base_model=job.models[0].identity if job.method == "interpolate" else None,
+        datasets=_input_datasets(store, job.models),
         config=config,
         metrics={"merge_seconds": round(result.seconds, 3), "bytes": result.bytes_written, **(metrics or {})},
         merge=merge,
