@@ -33,6 +33,7 @@ from reward_model.score import pair_segments, score_segments
 
 if TYPE_CHECKING:  # the registry (Lance, ~100 MB) loads only where a run reads datasets
     from datasets_registry import DatasetVersion, Registry
+    from trainer.loop import StepReport
 
 PAIR_KINDS = ("rm_pairs", "preference")
 Log = Callable[[str], None]
@@ -199,6 +200,7 @@ def train_stage(
     *,
     packed: bool,
     log: Log = print,
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> dict[str, Any]:
     """Train one stage in place; return its metrics (losses, steps, fill, tokens per second)."""
     from trainer.loop import train
@@ -214,7 +216,9 @@ def train_stage(
     pairs_per_group = sum(len(row.segments) for row in rows) / len(groups)
     accumulation = max(1, round(stage.pairs_per_step / pairs_per_group))
     objective = PairObjective(pad_id)
-    metrics = train(model, groups, objective, config.stage_loop(stage, accumulation), log=log)
+    metrics = train(
+        model, groups, objective, config.stage_loop(stage, accumulation), log=log, on_step=on_step
+    )
     summary = metrics.summary()
     return {
         "pairs": len(pairs),
@@ -295,7 +299,13 @@ def ensemble_probabilities(
     return out
 
 
-def run_rm_training(prepared: PreparedRM, store: ModelStore, *, log: Log = print) -> RMResult:
+def run_rm_training(
+    prepared: PreparedRM,
+    store: ModelStore,
+    *,
+    log: Log = print,
+    on_step: Callable[[int, StepReport], None] | None = None,
+) -> RMResult:
     """Relabel, train both stages, evaluate, save and register the reward model."""
     config = prepared.config
     started = time.monotonic()
@@ -342,6 +352,7 @@ def run_rm_training(prepared: PreparedRM, store: ModelStore, *, log: Log = print
         metrics[f"stage{number}"] = train_stage(
             model, tokenized, stage, config, tokenizer.pad_token_id, packed=packed,
             log=lambda line, n=number: log(f"stage {n}: {line}"),
+            on_step=(lambda report, n=number: on_step(n, report)) if on_step else None,
         )  # fmt: skip
     if eval_pairs:
         report = evaluate_pairs(model, tokenizer, eval_pairs, config)

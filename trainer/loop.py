@@ -51,6 +51,27 @@ class TrainMetrics:
         }
 
 
+@dataclass(frozen=True)
+class StepReport:
+    """One finished optimizer step, for progress displays."""
+
+    step: int
+    total: int
+    loss: float
+    learning_rate: float
+    units: int  # target tokens (SFT) or pairs (preference, reward model) so far
+    seconds: float  # since training started
+
+    @property
+    def units_per_s(self) -> float:
+        return self.units / self.seconds if self.seconds else 0.0
+
+    @property
+    def eta_s(self) -> float:
+        """Seconds left at the mean pace so far."""
+        return self.seconds / self.step * (self.total - self.step) if self.step else 0.0
+
+
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     """Linear warmup to 1 over `warmup` steps, then cosine decay to `floor`."""
     if step < warmup:
@@ -110,6 +131,7 @@ def train(
     config: LoopConfig,
     *,
     log: Callable[[str], None] = print,
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> TrainMetrics:
     """Train `model` in place on `items` (this worker's shard when distributed).
 
@@ -119,6 +141,7 @@ def train(
         objective: counts each micro batch's units and returns the sum of its losses.
         config: steps, batching, schedule, clipping, L2 to init and seed.
         log: receives a progress line every `config.log_every` steps and at the last.
+        on_step: receives every step's report (a progress bar's feed).
 
     Returns:
         The per-step losses, steps, units and seconds.
@@ -164,6 +187,10 @@ def train(
             metrics.losses.append(step_loss)
             metrics.units += sum(objective.units(m) for m in micro_batches)
             metrics.steps += 1
+            if on_step is not None:
+                learning_rate = scheduler.get_last_lr()[0]
+                elapsed = time.monotonic() - started
+                on_step(StepReport(metrics.steps, steps, step_loss, learning_rate, metrics.units, elapsed))
             if metrics.steps % config.log_every == 0 or metrics.steps == steps:
                 log(
                     f"step {metrics.steps}/{steps}  loss {step_loss:.4f}  lr {scheduler.get_last_lr()[0]:.2e}"

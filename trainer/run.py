@@ -21,7 +21,7 @@ from datasets_registry import DatasetVersion, Registry
 from model_store import ModelLineage, ModelStore, ResolvedModel
 from trainer.config import TrainConfig, TrainConfigError
 from trainer.data import as_row, pack, tokenize_completion, tokenize_conversation
-from trainer.loop import TrainMetrics, train
+from trainer.loop import StepReport, TrainMetrics, train
 from trainer.objectives import PreferenceItem, PreferenceObjective, SFTObjective
 
 
@@ -111,18 +111,31 @@ def _objective(config: TrainConfig, pad_id: int) -> SFTObjective | PreferenceObj
 
 
 def _train_shard(
-    config: TrainConfig, model: Any, tokenizer: Any, items: list[Any], log: Callable[[str], None]
+    config: TrainConfig,
+    model: Any,
+    tokenizer: Any,
+    items: list[Any],
+    log: Callable[[str], None],
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> TrainMetrics:
     objective = _objective(config, tokenizer.pad_token_id)
     if isinstance(objective, PreferenceObjective):
         objective.fill_reference(model, items)
-    return train(model, items, objective, config.loop, log=log)
+    return train(model, items, objective, config.loop, log=log, on_step=on_step)
 
 
 def run_training(
-    prepared: PreparedTraining, store: ModelStore, *, log: Callable[[str], None] = print
+    prepared: PreparedTraining,
+    store: ModelStore,
+    *,
+    log: Callable[[str], None] = print,
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> TrainResult:
-    """Train, save an HF folder (safetensors), and register it with lineage."""
+    """Train, save an HF folder (safetensors), and register it with lineage.
+
+    Args:
+        on_step: receives every optimizer step's report (single-process runs; Ray workers log).
+    """
     config = prepared.config
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=_scratch(store)) as scratch:
@@ -133,7 +146,7 @@ def run_training(
             raise TrainConfigError(f"dataset {prepared.dataset.ref} has no trainable rows")
         log(f"training {config.method} on {len(items)} {'pairs' if config.is_preference else 'rows'}")
         if config.num_workers == 1:
-            metrics = _train_shard(config, model, tokenizer, items, log)
+            metrics = _train_shard(config, model, tokenizer, items, log, on_step)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
         else:

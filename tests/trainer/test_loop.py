@@ -97,3 +97,16 @@ def test_a_train_config_hands_the_loop_exactly_its_loop_fields() -> None:
     assert type(loop) is LoopConfig  # no model, dataset or method travels with it
     assert loop.model_dump() == {name: getattr(config, name) for name in LoopConfig.model_fields}
     assert (loop.epochs, loop.l2_to_init, loop.seed, loop.max_grad_norm) == (3, 0.5, 7, None)
+
+
+def test_every_step_is_reported_for_progress_displays() -> None:
+    reports = []
+    config = LoopConfig(epochs=2, micro_batch_size=8, learning_rate=0.05)
+    metrics = train(
+        linear(), regression_items(), SquaredError(), config, log=lambda _: None, on_step=reports.append
+    )
+    assert [r.step for r in reports] == list(range(1, 9)) and {r.total for r in reports} == {8}
+    assert [r.loss for r in reports] == metrics.losses
+    assert [r.units for r in reports] == [8 * k for k in range(1, 9)]
+    assert all(later.seconds >= earlier.seconds for earlier, later in zip(reports, reports[1:], strict=False))
+    assert reports[-1].eta_s == 0 and reports[0].eta_s > 0 and reports[-1].units_per_s > 0
