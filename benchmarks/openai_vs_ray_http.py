@@ -10,7 +10,6 @@ rate and peak concurrency over the same requests. Prints the ratio and writes a 
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -21,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "datagen"))
 
 from openai_server import FakeOpenAIServer, reply_text  # noqa: E402
+from results_io import add_output_args, write_result  # noqa: E402
 
-from datagen.engines.config import EngineConfig, SamplingConfig  # noqa: E402
+from datagen.engines.config import OpenAIEngineConfig, SamplingConfig  # noqa: E402
 from datagen.engines.openai_engine import OpenAIEngine  # noqa: E402
 
 MODEL = "bench-model"
@@ -91,7 +91,7 @@ def run_ray(server: FakeOpenAIServer, prompts: list[str], batch_size: int, concu
 
 
 def run_ours(server: FakeOpenAIServer, prompts: list[str], max_in_flight: int) -> dict:
-    config = EngineConfig(
+    config = OpenAIEngineConfig(
         backend="openai",
         model=MODEL,
         base_url=server.base_url,
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=32)
     parser.add_argument("--ray-batch-size", type=int, default=64, help="ray.data.llm's default")
     parser.add_argument("--ray-concurrency", type=int, default=1, help="HTTP workers (actors)")
-    parser.add_argument("--out", default="benchmarks/results/openai_vs_ray_http.json")
+    add_output_args(parser, "openai_vs_ray_http")
     args = parser.parse_args()
 
     import ray
@@ -155,8 +155,7 @@ def main() -> None:
         "ratio": ratio,
         "goal": ">= 10x",
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_result(args, result)
     print(
         f"ray.data.llm HTTP (batch {args.ray_batch_size}, {args.ray_concurrency} worker): "
         f"{ray_result['requests_per_s']:.1f} req/s ({args.rows} requests in {ray_result['seconds']:.1f} s; "

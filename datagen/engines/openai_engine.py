@@ -1,17 +1,22 @@
 """The `openai` engine: any OpenAI-compatible chat-completions server, many requests in flight.
 
-One request per (conversation, sample), sent with aiohttp from an asyncio loop on a private
-thread: the engine lives inside a Ray actor whose `__call__` is synchronous, and a server answers
-in parallel only if we ask in parallel (ray.data.llm's HTTP processor awaits one request after
-another: ~6 req/s against a 100 ms server, where 32 in flight did 127 req/s).
+Built on the OpenAI SDK (`openai.AsyncOpenAI` over its aiohttp transport, typed errors), driven
+from an asyncio loop on a private thread: the engine lives inside a Ray actor whose `__call__` is
+synchronous, and a server answers in parallel only if we ask in parallel (ray.data.llm's HTTP
+processor awaits one request after another: 7-9 req/s against a 100 ms server, where 32 in flight
+did ~150 req/s; benchmarks/openai_vs_ray_http.py).
 
-Requests are bounded by `max_in_flight` (a semaphore) and `requests_per_second` (a token bucket);
-connection errors, timeouts, 429 (honouring Retry-After) and 5xx are retried with exponential
-backoff and jitter up to `max_retries`; any other 4xx fails its request at once. A failed request
-fails its conversation only: `generate` returns the exception in that conversation's place.
+One request per (conversation, sample), bounded by `max_in_flight` (a semaphore) and
+`requests_per_second` (a token bucket). The SDK's own retries are off (`max_retries=0`): it would
+retry inside one call, and every attempt must pass the token bucket (a provider counts retries
+too) and give up its in-flight slot while it backs off. So a small loop here retries what the
+SDK's typed errors mark retryable (APIConnectionError and APITimeoutError, RateLimitError,
+InternalServerError, ConflictError, 408), honouring Retry-After, with exponential backoff and
+jitter up to `max_retries`; any other error fails its request at once. A failed request fails its
+conversation only: `generate` returns the exception in that conversation's place.
 
 The API key is read from the environment variable named by `api_key_env` when the engine starts;
-it is never stored in config, lineage, logs or error messages.
+it is never stored in config, lineage or logs, and it is removed from every error message.
 """
 
 from __future__ import annotations
@@ -23,16 +28,15 @@ import os
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-import aiohttp
+import openai
+from openai.types.chat import ChatCompletion
 
 from assay.errors import AssayError
 from datagen.engines.base import Completion
-from datagen.engines.config import EngineConfig, SamplingConfig
+from datagen.engines.config import OpenAIEngineConfig, SamplingConfig
 
 Conversation = Sequence[dict[str, str]]
 T = TypeVar("T")
@@ -40,8 +44,10 @@ T = TypeVar("T")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PREFLIGHT_TIMEOUT_S = 10.0
 MAX_RETRY_WAIT_S = 60.0  # cap on one backoff or Retry-After wait, so a row cannot stall a job
-RETRYABLE_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
 ERROR_TEXT_CHARS = 300  # how much of a server's error body goes into a message
+# The SDK insists on a key; with none configured it gets this and the header is omitted, so it
+# never falls back to $OPENAI_API_KEY behind the config's back.
+NO_KEY_PLACEHOLDER = "no-key"
 
 
 class OpenAIRequestError(RuntimeError):
@@ -68,28 +74,19 @@ class MalformedResponseError(OpenAIRequestError):
     """The server answered 200 with something that is not a chat completion."""
 
 
-class _Retryable(Exception):
-    """One failed attempt worth retrying; `retry_after` is the server's wait, if it gave one."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-def resolve_base_url(config: EngineConfig) -> str:
+def resolve_base_url(config: OpenAIEngineConfig) -> str:
     """The API root without a trailing slash (OpenAI's own when `base_url` is unset)."""
     return (config.base_url or DEFAULT_BASE_URL).rstrip("/")
 
 
-def read_api_key(config: EngineConfig) -> str | None:
+def read_api_key(config: OpenAIEngineConfig) -> str | None:
     """The key from the environment variable `api_key_env` names, or None (then none is sent)."""
     if not config.api_key_env:
         return None
     return os.environ.get(config.api_key_env) or None
 
 
-def _missing_key_hint(config: EngineConfig, key: str | None) -> str:
+def _missing_key_hint(config: OpenAIEngineConfig, key: str | None) -> str:
     if key is not None:
         return f"the key in ${config.api_key_env} was rejected"
     if config.api_key_env:
@@ -105,18 +102,17 @@ def _redact(text: str, key: str | None) -> str:
     return text[:ERROR_TEXT_CHARS] + ("..." if len(text) > ERROR_TEXT_CHARS else "")
 
 
-def _server_message(body: str) -> str:
+def _server_message(error: openai.APIStatusError) -> str:
     """The `error.message` of an OpenAI-style error body, or the body itself."""
-    try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
+    body = error.body  # the SDK's parse of the body: its `error` member, the JSON, or the text
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+        return body["message"]
+    if isinstance(body, str):
         return body
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    return error if isinstance(error, str) else body
+    return error.response.text
 
 
-def parse_retry_after(headers: Any) -> float | None:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or an HTTP date)."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
@@ -138,6 +134,15 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _retryable(error: Exception) -> bool:
+    """Worth another attempt: no answer, or a status that says "later" (408, 409, 429, 5xx)."""
+    if isinstance(error, openai.APIConnectionError | TimeoutError):  # APITimeoutError is one
+        return True
+    if isinstance(error, openai.RateLimitError | openai.InternalServerError | openai.ConflictError):
+        return True
+    return isinstance(error, openai.APIStatusError) and error.status_code == 408
+
+
 class TokenBucket:
     """At most `rate` acquisitions per second on average, and at most `capacity` at once.
 
@@ -156,6 +161,7 @@ class TokenBucket:
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
+        """Wait for a token."""
         # The lock queues waiters in order, so each sleeps only for its own token.
         async with self._lock:
             while True:
@@ -178,14 +184,16 @@ class OpenAIEngine:
             retry, at most 60 s; a Retry-After from the server replaces it. Tests shorten it.
     """
 
-    def __init__(self, config: EngineConfig, *, backoff_base_s: float = 0.5) -> None:
+    def __init__(self, config: OpenAIEngineConfig, *, backoff_base_s: float = 0.5) -> None:
         self.config = config
         self.model_id = config.model
         self.base_url = resolve_base_url(config)
         self.url = f"{self.base_url}/chat/completions"
         self.backoff_base_s = backoff_base_s
         self._key = read_api_key(config)
-        self._session: aiohttp.ClientSession | None = None
+        # With no key the Authorization header is left out of each request.
+        self._extra_headers = None if self._key else {"Authorization": openai.Omit()}
+        self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._bucket: TokenBucket | None = None
         self._closed = False
@@ -218,12 +226,12 @@ class OpenAIEngine:
         return self._run(self._generate(conversations, sampling))
 
     def close(self) -> None:
-        """Close the HTTP session and stop the private loop. Safe to call twice."""
+        """Close the HTTP client and stop the private loop. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         try:
-            asyncio.run_coroutine_threadsafe(self._close_session(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._close_client(), self._loop).result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
@@ -244,31 +252,31 @@ class OpenAIEngine:
             raise RuntimeError("the openai engine is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            headers = {"Content-Type": "application/json"}
-            if self._key:
-                headers["Authorization"] = f"Bearer {self._key}"
-            connector = aiohttp.TCPConnector(limit=self.config.max_in_flight)
-            self._session = aiohttp.ClientSession(
-                headers=headers,
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+    def _ensure_client(self) -> openai.AsyncOpenAI:
+        # Created on the private loop: the aiohttp session binds to the loop that first uses it.
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key or NO_KEY_PLACEHOLDER,
+                base_url=self.base_url,
+                timeout=self.config.timeout_s,
+                max_retries=0,  # retried here, so each attempt passes the token bucket
+                # trust_env=False: like a local server's clients, ignore proxy variables.
+                http_client=openai.DefaultAioHttpClient(trust_env=False),
             )
             self._semaphore = asyncio.Semaphore(self.config.max_in_flight)
             if self.config.requests_per_second:
                 self._bucket = TokenBucket(self.config.requests_per_second)
-        return self._session
+        return self._client
 
-    async def _close_session(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    async def _close_client(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def _generate(
         self, conversations: Sequence[Conversation], sampling: SamplingConfig
     ) -> list[list[Completion] | Exception]:
-        self._ensure_session()
+        self._ensure_client()
         rows = [self._row(conversation, sampling) for conversation in conversations]
         results = await asyncio.gather(*rows, return_exceptions=True)
         out: list[list[Completion] | Exception] = []
@@ -294,121 +302,140 @@ class OpenAIEngine:
     async def _complete(
         self, conversation: Conversation, sampling: SamplingConfig, temperature: float, seed: int
     ) -> Completion:
-        payload = {
-            "model": self.config.model,
-            "messages": [dict(message) for message in conversation],
-            "temperature": temperature,
-            "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens,
-            "seed": seed,
-            "n": 1,
-        }
-        body = json.dumps(payload)
         attempts = self.config.max_retries + 1
-        last: _Retryable | None = None
         for attempt in range(attempts):
             try:
                 assert self._semaphore is not None
                 async with self._semaphore:  # released while backing off
                     if self._bucket is not None:
-                        await self._bucket.acquire()
-                    data = await self._post(body)
-                return self._completion(data, temperature)
-            except _Retryable as error:
-                last = error
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(self._retry_wait(attempt, error.retry_after))
-        assert last is not None
-        raise OpenAIRequestError(
-            f"chat completion for model {self.model_id!r} at {self.base_url} failed after "
-            f"{attempts} attempt(s): {last}",
-            status=last.status,
-        )
+                        await self._bucket.acquire()  # every attempt, retries included
+                    response = await self._create(conversation, sampling, temperature, seed)
+                return self._completion(response, temperature)
+            except (openai.APIError, TimeoutError) as error:
+                if not _retryable(error):
+                    raise self._request_error(error) from None
+                if attempt + 1 == attempts:
+                    raise OpenAIRequestError(
+                        f"chat completion for model {self.model_id!r} at {self.base_url} failed after "
+                        f"{attempts} attempt(s): {self._describe(error)}",
+                        status=getattr(error, "status_code", None),
+                    ) from None
+                await asyncio.sleep(self._retry_wait(attempt, error))
+        raise AssertionError("unreachable: the loop returns or raises")
 
-    def _retry_wait(self, attempt: int, retry_after: float | None) -> float:
+    async def _create(
+        self, conversation: Conversation, sampling: SamplingConfig, temperature: float, seed: int
+    ) -> object:
+        client = self._ensure_client()
+        try:
+            # asyncio.timeout bounds the whole attempt: the SDK's timeout bounds each read.
+            async with asyncio.timeout(self.config.timeout_s):
+                return await client.chat.completions.create(
+                    model=self.config.model,
+                    messages=[dict(message) for message in conversation],  # type: ignore[misc]
+                    temperature=temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                    seed=seed,
+                    n=1,
+                    extra_headers=self._extra_headers,
+                )
+        except json.JSONDecodeError as error:
+            raise MalformedResponseError(
+                f"model {self.model_id!r} at {self.base_url} answered 200 with a body that is "
+                f"not JSON: {_redact(error.doc, self._key)!r}",
+                status=200,
+            ) from None
+
+    def _retry_wait(self, attempt: int, error: Exception) -> float:
+        response = getattr(error, "response", None)
+        retry_after = parse_retry_after(response.headers) if response is not None else None
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_WAIT_S)
         # Full-ish jitter: spread retries of requests that failed together.
         ceiling = min(self.backoff_base_s * 2**attempt, MAX_RETRY_WAIT_S)
         return ceiling * random.uniform(0.5, 1.0)
 
-    async def _post(self, body: str) -> dict[str, Any]:
-        session = self._ensure_session()
-        try:
-            async with session.post(self.url, data=body) as response:
-                text = (await response.read()).decode("utf-8", errors="replace")
-                status = response.status
-                headers = response.headers
-        except TimeoutError as error:
-            raise _Retryable(f"no answer within timeout_s={self.config.timeout_s:g} s") from error
-        except aiohttp.ClientError as error:
-            raise _Retryable(f"connection error: {type(error).__name__}: {error}") from error
-        if status == 200:
-            try:
-                data = json.loads(text)
-            except ValueError as error:
-                raise MalformedResponseError(
-                    f"model {self.model_id!r} at {self.base_url} answered 200 with a body that is "
-                    f"not JSON: {_redact(text, self._key)!r}",
-                    status=status,
-                ) from error
-            if not isinstance(data, dict):
-                raise MalformedResponseError(
-                    f"model {self.model_id!r} at {self.base_url} answered 200 with JSON that is "
-                    f"not an object: {_redact(text, self._key)!r}",
-                    status=status,
-                )
-            return data
-        message = _redact(_server_message(text), self._key)
-        if status in RETRYABLE_STATUSES or status >= 500:
-            raise _Retryable(f"HTTP {status}: {message}", status, parse_retry_after(headers))
-        if status in (401, 403):
-            raise OpenAIAuthError(
+    def _describe(self, error: Exception) -> str:
+        """What went wrong in one attempt, the key removed."""
+        if isinstance(error, openai.APITimeoutError | TimeoutError):
+            return f"no answer within timeout_s={self.config.timeout_s:g} s"
+        if isinstance(error, openai.APIConnectionError):
+            cause = error.__cause__ or error
+            return _redact(f"connection error: {type(cause).__name__}: {cause}", self._key)
+        if isinstance(error, openai.APIStatusError):
+            return f"HTTP {error.status_code}: {_redact(_server_message(error), self._key)}"
+        return _redact(f"{type(error).__name__}: {error}", self._key)
+
+    def _request_error(self, error: Exception) -> OpenAIRequestError:
+        """Our error for an SDK error that is not worth retrying."""
+        if not isinstance(error, openai.APIStatusError):
+            return OpenAIRequestError(
+                f"chat completion for model {self.model_id!r} at {self.base_url} failed: "
+                f"{self._describe(error)}"
+            )
+        status = error.status_code
+        message = _redact(_server_message(error), self._key)
+        if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+            return OpenAIAuthError(
                 f"HTTP {status} from {self.base_url}: invalid API key or no access to model "
                 f"{self.model_id!r} ({_missing_key_hint(self.config, self._key)}); server said: {message}",
                 status=status,
             )
-        if status == 404:
-            raise OpenAINotFoundError(
+        if isinstance(error, openai.NotFoundError):
+            return OpenAINotFoundError(
                 f"HTTP 404 from {self.url}: wrong model {self.model_id!r} or wrong base_url "
                 f"{self.base_url!r} (it should be the API root, e.g. http://host:8000/v1); "
                 f"server said: {message}",
                 status=status,
             )
-        raise OpenAIRequestError(
+        return OpenAIRequestError(
             f"HTTP {status} from {self.base_url} for model {self.model_id!r}: {message}", status=status
         )
 
-    def _completion(self, data: dict[str, Any], temperature: float) -> Completion:
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    def _completion(self, response: object, temperature: float) -> Completion:
+        if not isinstance(response, ChatCompletion):  # e.g. a 200 that was not JSON at all
+            raise MalformedResponseError(
+                f"model {self.model_id!r} at {self.base_url} answered 200 with something that is "
+                f"not a chat completion: {_redact(str(response), self._key)!r}",
+                status=200,
+            )
+        # The SDK builds responses without validating them, so check what we read.
+        choices = response.choices
+        if not isinstance(choices, list) or not choices:
             raise MalformedResponseError(
                 f"model {self.model_id!r} at {self.base_url} answered without choices: "
-                f"{_redact(json.dumps(data), self._key)!r}"
+                f"{_redact(response.to_json(indent=None), self._key)!r}",
+                status=200,
             )
         choice = choices[0]
-        message = choice.get("message")
-        if not isinstance(message, dict) or not isinstance(message.get("content", ""), str | None):
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        if message is None or not isinstance(content, str | None):
             raise MalformedResponseError(
                 f"model {self.model_id!r} at {self.base_url} answered a choice without a message: "
-                f"{_redact(json.dumps(choice), self._key)!r}"
+                f"{_redact(str(choice), self._key)!r}",
+                status=200,
             )
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = response.usage
         return Completion(
-            text=(message.get("content") or "").strip(),
+            text=(content or "").strip(),
             model=self.model_id,
             temperature=temperature,
             # "length" (vLLM, OpenAI) or "max_tokens" (some servers): cut off; anything else ended.
-            finish_reason="length" if choice.get("finish_reason") in ("length", "max_tokens") else "stop",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason="length"
+            if getattr(choice, "finish_reason", None) in ("length", "max_tokens")
+            else "stop",
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         )
 
 
-def preflight(config: EngineConfig, *, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
+def preflight(config: OpenAIEngineConfig, *, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
     """Check before a job starts that the server answers, accepts the key and serves the model.
 
-    Does `GET {base_url}/models` with the key from `api_key_env`.
+    Does `GET {base_url}/models` (the SDK's `models.list`, no retries) with the key from
+    `api_key_env`.
 
     Raises:
         AssayError: The server is unreachable (within `timeout_s`), rejects the key (401/403),
@@ -418,39 +445,45 @@ def preflight(config: EngineConfig, *, timeout_s: float = PREFLIGHT_TIMEOUT_S) -
     base_url = resolve_base_url(config)
     key = read_api_key(config)
     url = f"{base_url}/models"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
-    # Like the engine's aiohttp session, ignore proxy environment variables.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    client = openai.OpenAI(
+        api_key=key or NO_KEY_PLACEHOLDER,
+        base_url=base_url,
+        timeout=timeout_s,
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(trust_env=False),  # like the engine's client
+    )
     try:
-        with opener.open(request, timeout=timeout_s) as response:
-            text = response.read().decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as error:
-        body = _redact(_server_message(error.read().decode("utf-8", errors="replace")), key)
-        if error.code in (401, 403):
+        page = client.models.list(extra_headers=None if key else {"Authorization": openai.Omit()})
+        served = [str(model.id) for model in page.data]
+    except openai.APIStatusError as error:
+        body = _redact(_server_message(error), key)
+        if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
             raise AssayError(
-                f"engine.base_url {base_url}: HTTP {error.code}, invalid API key "
+                f"engine.base_url {base_url}: HTTP {error.status_code}, invalid API key "
                 f"({_missing_key_hint(config, key)}); server said: {body}"
             ) from None
-        if error.code == 404:
+        if isinstance(error, openai.NotFoundError):
             raise AssayError(
                 f"engine.base_url {base_url}: GET {url} gave 404; base_url should be the API root "
                 "of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1)"
             ) from None
-        raise AssayError(f"engine.base_url {base_url}: GET {url} gave HTTP {error.code}: {body}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
+        raise AssayError(
+            f"engine.base_url {base_url}: GET {url} gave HTTP {error.status_code}: {body}"
+        ) from None
+    except openai.APIConnectionError as error:  # APITimeoutError is one
+        reason = _redact(str(error.__cause__ or error), key)
         raise AssayError(
             f"engine.base_url {base_url}: server unreachable within {timeout_s:g} s ({reason}); "
             "is it running, and is the URL right?"
         ) from None
-    try:
-        listing = json.loads(text)
-        served = [str(entry["id"]) for entry in listing["data"]]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, TypeError, AttributeError) as error:
+        text = error.doc if isinstance(error, json.JSONDecodeError) else str(error)
         raise AssayError(
             f"engine.base_url {base_url}: GET {url} did not return an OpenAI model list: "
             f"{_redact(text, key)!r}"
         ) from None
+    finally:
+        client.close()
     if config.model not in served:
         shown = ", ".join(served[:20]) + (f", ... ({len(served) - 20} more)" if len(served) > 20 else "")
         raise AssayError(

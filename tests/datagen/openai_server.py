@@ -15,7 +15,9 @@ request: `echo: <last user message> | t=<temperature> | seed=<seed>`, cut to `ma
   with `{"choices": []}`.
 
 Counters: `requests` (chat requests received), `model_listings`, `in_flight`, `max_in_flight`,
-and `log` (monotonic arrival time, parsed body) of every chat request.
+`log` (monotonic arrival time, parsed body) of every chat request, and `authorizations` (the
+Authorization header of every request, None when absent). A rejected key is echoed in the 401's
+message, as OpenAI echoes part of it, so tests can check that clients redact it.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class FakeOpenAIServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.log: list[tuple[float, dict[str, Any]]] = []
+        self.authorizations: list[str | None] = []
         self.base_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -122,9 +125,11 @@ class FakeOpenAIServer:
     # -- handlers -----------------------------------------------------------------------------
 
     def _unauthorised(self, request: web.Request) -> web.Response | None:
-        if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
+        given = request.headers.get("Authorization")
+        self.authorizations.append(given)
+        if self.api_key is None or given == f"Bearer {self.api_key}":
             return None
-        return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        return _error(401, f"Incorrect API key provided: {given}.", "invalid_api_key")
 
     async def _list_models(self, request: web.Request) -> web.Response:
         self.model_listings += 1

@@ -1,12 +1,16 @@
-"""The LLM-call cache (a killed job re-run pays only for unfinished rows; --no-cache) and
-teacher pools (routing by language, every completion names its model)."""
+"""The LLM-call cache (one row per key under concurrent writers, indexed and compacted; a killed
+job re-run pays only for unfinished rows; --no-cache) and teacher pools (routing by language,
+every completion names its model)."""
 
+import hashlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import lance
@@ -14,6 +18,7 @@ import psutil
 import yaml
 from tiny_models import build_tiny_causal_lm
 
+from datagen.cache import KEY_INDEX, CompletionCache
 from datagen.job import cache_uri, prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
@@ -21,6 +26,73 @@ from model_store import ModelStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "datagen" / "seeds" / "ifeval_multilingual.jsonl"
+
+
+def completions(text: str) -> list[dict]:
+    return [dict(text=text, model="m", temperature=0.7, finish_reason="stop", prompt_tokens=1,
+                 completion_tokens=1, cached=False, latency_s=0.1)]  # fmt: skip
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_cache_keeps_one_row_per_key_and_the_first_completions(tmp_path: Path) -> None:
+    cache = CompletionCache(str(tmp_path / "calls.lance"))
+    assert cache.get([digest("a")]) == {}  # no table yet
+    cache.put({digest("a"): completions("first"), digest("b"): completions("b")})
+    cache.put({digest("a"): completions("second"), digest("c"): completions("c")})
+    got = cache.get([digest("a"), digest("b"), digest("c"), digest("missing"), digest("a")])
+    texts = {key: value[0]["text"] for key, value in got.items()}
+    assert texts == {digest("a"): "first", digest("b"): "b", digest("c"): "c"}
+    assert lance.dataset(str(tmp_path / "calls.lance")).count_rows() == 3
+
+
+def test_cache_indexes_compacts_and_drops_old_versions(tmp_path: Path) -> None:
+    uri = str(tmp_path / "calls.lance")
+    cache = CompletionCache(
+        uri, index_lag_rows=40, index_lag_fragments=100, compact_fragments=6, keep_versions=timedelta(0)
+    )
+    keys = [digest(str(i)) for i in range(200)]
+    for start in range(0, 200, 10):  # 20 puts of 10 rows: one fragment and one version each
+        cache.put({key: completions(key[:6]) for key in keys[start : start + 10]})
+    dataset = lance.dataset(uri)
+    assert dataset.count_rows() == 200
+    assert len(dataset.get_fragments()) < 6  # compacted
+    assert len(dataset.versions()) < 10  # old versions removed after the compactions
+    assert dataset.stats.index_stats(KEY_INDEX)["num_unindexed_rows"] < 40  # refreshed
+    wanted = "key IN ('" + "', '".join(keys[:5]) + "')"
+    assert "ScalarIndexQuery" in dataset.scanner(filter=wanted).explain_plan()  # lookups use it
+    got = cache.get(keys)
+    assert len(got) == 200 and all(got[key][0]["text"] == key[:6] for key in keys)
+
+
+def _write_overlapping(uri: str, worker: int, start: "multiprocessing.synchronize.Event") -> None:
+    cache = CompletionCache(uri, index_lag_rows=64, index_lag_fragments=4, compact_fragments=8)
+    start.wait()
+    for batch in range(25):
+        shared = {digest(f"{batch}-{i}"): completions(f"worker {worker}") for i in range(16)}
+        own = {digest(f"{worker}-{batch}-{i}"): completions(f"worker {worker}") for i in range(16)}
+        cache.put(shared | own)
+        assert len(cache.get(list(shared | own))) == 32
+
+
+def test_concurrent_writers_never_duplicate_a_key(tmp_path: Path) -> None:
+    # Four processes (as Ray actors are) put batches of which half the keys are the same in all
+    # of them, at the same moments, while indexing and compaction go on.
+    uri = str(tmp_path / "calls.lance")
+    context = multiprocessing.get_context("spawn")  # Lance is not fork-safe
+    start = context.Event()
+    workers = [context.Process(target=_write_overlapping, args=(uri, w, start)) for w in range(4)]
+    for process in workers:
+        process.start()
+    time.sleep(2)  # let them import before the race starts
+    start.set()
+    for process in workers:
+        process.join(timeout=300)
+    assert [process.exitcode for process in workers] == [0, 0, 0, 0]
+    keys = lance.dataset(uri).to_table(columns=["key"])["key"].to_pylist()
+    assert len(keys) == len(set(keys)) == 25 * 16 + 4 * 25 * 16
 
 
 def write_spec(tmp_path: Path, generate: dict, rows: int, outputs: list[dict] | None = None) -> Path:
