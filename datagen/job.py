@@ -3,17 +3,31 @@ outputs and the dead letters with lineage."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from assay.errors import AssayError
+from datagen.job_console import (
+    CountRows,
+    ProgressSink,
+    forward_progress,
+    keep_ray_logs,
+    local_ray_env,
+    quiet_library_warnings,
+    quiet_ray_console,
+    source_rows,
+    start_counter,
+)
 from datagen.outputs import check_output_rows, dead_letter_rows, finished_rows, project_for_kind
 from datagen.sources import Source, load_source
 from datagen.spec import LoadedSpec
@@ -55,6 +69,8 @@ class JobReport:
     skipped: list[str] = field(default_factory=list)  # outputs with no rows: nothing registered
     usage: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     wall_s: float = 0.0
+    log_dir: Path | None = None  # Ray's full logs of the job (the session's logs folder, copied)
+    stage_metrics: dict[str, dict] = field(default_factory=dict)  # from stages with a `metrics()`
 
 
 @dataclass
@@ -65,6 +81,8 @@ class PreparedJob:
     stages: list[Stage]
     source: Source
     job_id: str
+    # Further lineage sources (a retry of dead letters names the version it recovers rows for).
+    extra_sources: list[str] = field(default_factory=list)
 
 
 def cache_uri(registry: Registry) -> str:
@@ -145,13 +163,38 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
 
     if ray.is_initialized():
         return
-    ray.init(
-        address=address or "local",
-        num_cpus=None if address else num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="WARNING",
-    )
+    quiet_library_warnings()
+    if not address:
+        local_ray_env()
+    else:
+        join_cluster_auth()
+    try:
+        ray.init(
+            address=address or "local",
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="WARNING",
+        )
+    except Exception as err:
+        raise_connect_error(address, err)
+        raise
+
+
+def join_cluster_auth() -> None:
+    """Use the cluster's token authentication when a token is available (datagen.jobs.ray_jobs)."""
+    from datagen.jobs.ray_jobs import enable_token_auth
+
+    enable_token_auth()
+
+
+def raise_connect_error(address: str | None, err: Exception) -> None:
+    """An authentication failure joining a cluster becomes one line saying what to set."""
+    from datagen.jobs.ray_jobs import explain_connect_error
+
+    explained = explain_connect_error(address, err) if address else None
+    if explained is not None:
+        raise explained from err
 
 
 def run_job(
@@ -160,34 +203,104 @@ def run_job(
     *,
     address: str | None = None,
     log: Callable[[str], None] = print,
+    on_registered: Callable[[str], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> JobReport:
-    """Run a prepared job and register its outputs; failed rows go to the dead-letter dataset."""
+    """Run a prepared job and register its outputs; failed rows go to the dead-letter dataset.
+
+    The outputs land together (`register_together`); `on_registered` is called with each
+    version's ref as it is written (still hidden until the last one is). With `progress`, one
+    task per stage is advanced as rows finish it (rows, completions, completion tokens). Ray's
+    logs are copied to `$ASSAY_HOME/logs/JOB_ID/ray` when the job ends (`JobReport.log_dir`).
+    """
     spec = job.loaded.spec
     started = time.monotonic()
     start_ray(address or spec.ray.address, spec.ray.num_cpus)
+    quiet_ray_console()
+    try:
+        report = _run(job, registry, log, on_registered, progress)
+    finally:
+        log_dir = keep_ray_logs(job.job_id)
+    report.log_dir = log_dir
+    report.wall_s = time.monotonic() - started
+    return report
+
+
+def _run(
+    job: PreparedJob,
+    registry: Registry,
+    log: Callable[[str], None],
+    on_registered: Callable[[str], None] | None,
+    progress: ProgressSink | None,
+) -> JobReport:
+    spec = job.loaded.spec
     check_actor_cpus(job.stages)
     log(f"job {job.job_id}: {len(job.stages)} stages over {job.source.identity}")
     batch_sizes = [
         t.engine.batch_size for s in job.stages if isinstance(s, GenerateStage) for t in s.teachers
     ]
     ds = job.source.to_ray(block_rows=min(batch_sizes, default=32))
+    counter = start_counter() if progress is not None else None
     for stage in job.stages:
         ds = stage.apply(ds)
+        if counter is not None:
+            completions = stage.output if isinstance(stage, GenerateStage) else None
+            ds = _map(ds, CountRows(counter, stage.name, completions))
     for output in spec.outputs:  # a row its output kind would refuse becomes a dead letter
         ds = _map(ds, lambda t, o=output: check_output_rows(t, o.kind, o.dataset))
-    result = ds.materialize()
+    if counter is None or progress is None:
+        result = ds.materialize()
+    else:
+        with forward_progress(counter, progress, [s.name for s in job.stages], source_rows(job.source)):
+            result = ds.materialize()
     report = JobReport(job_id=job.job_id, pipeline=spec.name)
     report.rows_in = result.count()
     report.usage = _usage(result, job.stages)
+    # A stage may summarise the finished rows (e.g. arbitrage's win share): kept in lineage, logged.
+    for stage in job.stages:
+        if callable(summarise := getattr(stage, "metrics", None)) and (metrics := summarise(result)):
+            report.stage_metrics[stage.name] = metrics
+            log(f"{stage.name}: {json.dumps(metrics, sort_keys=True)}")
     lineage = Lineage(
         job_id=job.job_id,
         pipeline=spec.name,
         spec=job.loaded.raw,
         spec_hash=canonical_hash(job.loaded.raw),
         models=sorted({m for stage in job.stages for m in stage.models}),
-        sources=[job.source.identity],
-        metrics={"rows_in": report.rows_in, "usage": report.usage},
+        sources=[job.source.identity, *job.extra_sources],
+        metrics={"rows_in": report.rows_in, "usage": report.usage}
+        | ({"stages": report.stage_metrics} if report.stage_metrics else {}),
     )
+    with register_together(registry, job.job_id):
+        _register(job, registry, result, lineage, report, on_registered)
+    return report
+
+
+@contextlib.contextmanager
+def register_together(registry: Registry, job_id: str) -> Iterator[None]:
+    """Make the versions written inside visible together: a job record opened before the
+    first and committed after the last (readers and gc honour it). A failure inside leaves
+    them hidden and aborted; a killed process leaves them hidden until gc or a re-run."""
+    registry.begin_job(job_id)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error is the one to report
+            registry.abort_job(job_id)
+        raise
+    registry.commit_job(job_id)
+
+
+def _register(
+    job: PreparedJob,
+    registry: Registry,
+    result: ray.data.Dataset,
+    lineage: Lineage,
+    report: JobReport,
+    on_registered: Callable[[str], None] | None,
+) -> None:
+    spec = job.loaded.spec
+    notify = on_registered or (lambda _: None)
     # Dead letters first: if an output write fails, the failed rows are already kept.
     dead = _map(result, lambda t: dead_letter_rows(t, job.job_id)).materialize()
     report.rows_failed = dead.count()
@@ -196,6 +309,7 @@ def run_job(
             spec.dead_letter_dataset, dead, kind="generic", lineage=lineage, mode="append"
         )
         report.dead_letter = OutputReport(version.name, "generic", version.version, report.rows_failed)
+        notify(version.ref)
     finished = _map(result, finished_rows)
     for output in spec.outputs:
         rows = _map(finished, lambda t, kind=output.kind: project_for_kind(t, kind)).materialize()
@@ -204,8 +318,7 @@ def run_job(
             continue
         version = registry.write(output.dataset, rows, kind=output.kind, lineage=lineage, mode=output.mode)
         report.outputs.append(OutputReport(output.dataset, output.kind, version.version, version.num_rows))
-    report.wall_s = time.monotonic() - started
-    return report
+        notify(version.ref)
 
 
 def _map(ds: ray.data.Dataset, fn: Callable[[pa.Table], pa.Table]) -> ray.data.Dataset:

@@ -11,7 +11,16 @@ import pyarrow as pa
 from datasets_registry.errors import RegistryError
 
 Kind = Literal[
-    "prompts", "sft", "preference", "rm_pairs", "code", "text", "unpaired_preference", "stepwise", "generic"
+    "prompts",
+    "sft",
+    "preference",
+    "rm_pairs",
+    "code",
+    "text",
+    "unpaired_preference",
+    "stepwise",
+    "documents",
+    "generic",
 ]
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -23,6 +32,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "text": ("text",),  # plain language-modelling text (TRL's standard language modelling)
     "unpaired_preference": ("prompt", "completion", "label"),  # TRL's unpaired preference (KTO)
     "stepwise": ("prompt", "completions", "labels"),  # TRL's stepwise supervision (PRM)
+    "documents": ("title", "text", "source", "license"),  # long documents (sources of long-context QA)
     "generic": (),
 }
 

@@ -124,15 +124,47 @@ def source_files(src: Path) -> list[Path]:
         raise RegistryError(f"import: {src} does not exist")
     if not src.is_dir():
         return [src]
-    files = sorted(src.glob("data/train-*.parquet")) or sorted(src.rglob("*.parquet"))
+    files = (
+        sorted(src.glob("data/train-*.parquet"))
+        or sorted(src.rglob("*.parquet"))
+        or sorted(src.glob("*.txt"))
+    )
     if not files:
-        raise RegistryError(f"import: no .parquet files under {src}")
+        raise RegistryError(f"import: no .parquet or .txt files under {src}")
     return files
 
 
-def read_file(src: Path) -> pa.Table:
-    """Read a JSONL or Parquet file, or a folder of Parquet files (see `source_files`)."""
+def text_documents(src: Path) -> pa.Table:
+    """Documents (kind `documents`) from a .txt file or a folder of .txt files, one per file.
+
+    `id` is the file name without suffix, `title` its first non-empty line (at most 200
+    characters), `source` `file:NAME`, and `license` the first non-empty line of a `LICENSE*`
+    file beside them, else `unknown`.
+    """
     files = source_files(src)
+    folder = src if src.is_dir() else src.parent
+    licenses = sorted(p for p in folder.glob("LICENSE*") if p.is_file())
+    license_lines = (
+        [line.strip() for line in licenses[0].read_text(errors="replace").splitlines()] if licenses else []
+    )
+    license_name = next((line for line in license_lines if line), "unknown")
+    rows = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise RegistryError(f"import: {file} is not UTF-8: {err.reason}") from err
+        title = next((line.strip() for line in text.splitlines() if line.strip()), file.stem)[:200]
+        rows.append({"id": file.stem, "title": title, "text": text, "source": f"file:{file.name}",
+                     "license": license_name})  # fmt: skip
+    return pa.Table.from_pylist(rows)
+
+
+def read_file(src: Path) -> pa.Table:
+    """Read a JSONL or Parquet file, a folder of Parquet files, or .txt documents (see `source_files`)."""
+    files = source_files(src)
+    if files[0].suffix == ".txt":
+        return text_documents(src)
     try:
         if src.is_dir():
             return pa.concat_tables([pq.read_table(f) for f in files])
@@ -142,7 +174,9 @@ def read_file(src: Path) -> pa.Table:
             return pajson.read_json(src)
     except (pa.ArrowInvalid, OSError) as err:
         raise RegistryError(f"import: cannot read {src}: {err}") from err
-    raise RegistryError(f"import: {src}: expected .jsonl, .parquet or a folder of .parquet files")
+    raise RegistryError(
+        f"import: {src}: expected .jsonl, .parquet, .txt or a folder of .parquet or .txt files"
+    )
 
 
 def canonical_rows(table: pa.Table, kind: str | None) -> tuple[pa.Table, str, TrlFormat | None]:
@@ -157,6 +191,10 @@ def canonical_rows(table: pa.Table, kind: str | None) -> tuple[pa.Table, str, Tr
             the kind asked for.
     """
     detected = detect(table.schema)
+    if kind is None and {"title", "text", "source", "license"} <= set(table.column_names):
+        kind = "documents"  # a text-folder import, or documents in JSONL
+    if kind == "documents":
+        return table, kind, None  # its `text` column is a document, not TRL language modelling
     if kind is None:
         if detected is None:
             raise RegistryError(

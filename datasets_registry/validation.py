@@ -146,6 +146,13 @@ def _check_rows(kind: str, table: pa.Table) -> None:
     if kind == "stepwise":
         _check_messages(column["prompt"], "prompt", last_role=None)
         _check_steps(column["completions"], column["labels"])
+    if kind == "documents":
+        for name in ("title", "source", "license"):
+            _check_text(column[name], name)
+        _check_text(column["text"], "text")
+        row = _first(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column["text"])), 0))
+        if row is not None:
+            raise RowError(row, "text", "is an empty document")
     if kind == "code":
         _check_prompt(column["prompt"], "prompt")
         _check_text(column["language"], "language")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from assay.cli.common import console, open_registry
+from assay.cli.common import console
 from assay.errors import AssayError
 
 if TYPE_CHECKING:
@@ -26,10 +27,19 @@ DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def _registry_root() -> str:
+    """The registry root as `Registry` spells it, without importing Lance (keeps `list` fast)."""
+    from assay.cli.common import CliState
+    from assay.settings import default_registry_root
+
+    root = CliState.registry_root or default_registry_root()
+    return root if "://" in root else os.path.abspath(root)
+
+
 def _store() -> JobStore:
     from datagen.jobs.store import JobStore, store_path
 
-    return JobStore(store_path(open_registry().root))
+    return JobStore(store_path(_registry_root()))
 
 
 def _when(stamp: float | None) -> str:
@@ -135,13 +145,14 @@ def list_jobs(
     counts = store.counts()
     title = "jobs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
     table = Table(title=title, title_justify="left")
-    for column in ("id", "state", "prio", "progress", "attempts", "submitted", "outputs"):
+    table.add_column("id", no_wrap=True)  # ids are typed back into commands: never cut
+    for column in ("state", "prio", "progress", "attempts", "submitted", "outputs"):
         table.add_column(column)
     for job in jobs:
         style = STATE_STYLE.get(job.state, "")
         table.add_row(
-            job.id, f"[{style}]{job.state}[/]", str(job.priority), _bar(job), f"{job.attempts}/{job.max_attempts}",
-            _when(job.submitted_at), ", ".join(job.outputs),
+            job.id, f"[{style}]{job.state}[/]", str(job.priority), _bar(job),
+            f"{job.attempts}/{job.max_attempts}", _when(job.submitted_at), ", ".join(job.outputs),
         )  # fmt: skip
     console.print(table)
 
@@ -154,10 +165,12 @@ def show(job_id: JobId) -> None:
     job = _store().get(job_id)
     fields = {
         "id": job.id, "name": job.name, "state": job.state.value, "priority": job.priority,
-        "resources": job.resources.describe(), "after": job.after, "attempts": f"{job.attempts}/{job.max_attempts}",
+        "resources": job.resources.describe(), "after": job.after,
+        "attempts": f"{job.attempts}/{job.max_attempts}",
         "spec": job.spec_path, "spec sha256": job.spec_hash, "overrides": job.overrides,
-        "submitted": _when(job.submitted_at), "started": _when(job.started_at), "finished": _when(job.finished_at),
-        "host": job.host, "pid": job.pid, "progress": job.progress, "outputs": job.outputs, "error": job.error,
+        "submitted": _when(job.submitted_at), "started": _when(job.started_at),
+        "finished": _when(job.finished_at), "host": job.host, "pid": job.pid, "progress": job.progress,
+        "outputs": job.outputs, "error": job.error,
         "log": job.log_path, "every_s": job.every_s, "not before": _when(job.not_before),
         "ray submission": job.ray_submission_id,
         "accounting": {k: v for k, v in job.accounting.items() if k != "usage"},
@@ -188,7 +201,8 @@ def logs(
                 console.out(chunk.decode(errors="replace"), end="", highlight=False)
         if not follow or store.get(job_id).state in FINAL_STATES:
             if not follow and not path.is_file():
-                console.print(f"job {job_id} has no log yet ({job.state})")
+                why = "not started" if job.started_at is None else "it ran inside a worker (--in-process)"
+                console.print(f"job {job_id} has no log file: {why}; state {job.state}")
             if follow and path.is_file():  # what was written after the last read
                 with path.open("rb") as handle:
                     handle.seek(offset)
@@ -218,6 +232,21 @@ def resume(job_id: JobId) -> None:
     console.print(f"{job.id}: queued to resume")
 
 
+@app.command("retry-failed")
+def retry_failed(job_id: JobId, priority: PriorityOpt = 0) -> None:
+    """Re-run a job's dead-letter rows from the stage they failed in; append those that finish."""
+    store = _store()
+    parent = store.get(job_id)
+    if parent.kind == "retry" and parent.parent:
+        raise AssayError(f"{job_id} is itself a retry of {parent.parent}; retry-failed that job's id")
+    job = store.submit(
+        name=f"{parent.name}-retry", spec_path=parent.spec_path, spec_text=parent.spec_text,
+        overrides=parent.overrides, priority=priority, resources=parent.resources, kind="retry",
+        parent=job_id,
+    )  # fmt: skip
+    console.print(f"queued {job.id}: the dead letters of {job_id}")
+
+
 @app.command("worker")
 def worker(
     cpus: Annotated[float | None, typer.Option(help="CPUs to hand out (default: the machine's).")] = None,
@@ -226,7 +255,9 @@ def worker(
     in_process: Annotated[
         bool, typer.Option("--in-process", help="Run jobs one at a time in this process (one Ray for all).")
     ] = False,
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is left to start.")] = False,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit once nothing is left to start.")
+    ] = False,
     max_jobs: Annotated[int | None, typer.Option(help="Start at most this many jobs, then exit.")] = None,
     poll: Annotated[float, typer.Option(help="Seconds between looks at the queue.")] = 0.5,
 ) -> None:  # fmt: skip
@@ -242,6 +273,6 @@ def worker(
     )
     store = _store()
     console.print(f"worker on {store.path}: {capacity.describe()}")
-    ran = Worker(store, open_registry().root, capacity, in_process=in_process, poll_s=poll,
+    ran = Worker(store, _registry_root(), capacity, in_process=in_process, poll_s=poll,
                  log=console.print).run(until_idle=until_idle, max_jobs=max_jobs)  # fmt: skip
     console.print(f"worker done: started {ran} job(s)")

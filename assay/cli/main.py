@@ -2,12 +2,13 @@
 
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from assay.cli import data, eval, jobs, merge, models, run, sandbox, train, ui
+from assay.cli import data, eval, jobs, judge, merge, models, run, sandbox, train, ui
 from assay.cli.common import CliState, err_console
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(merge.app, name="merge")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(eval.app, name="eval")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(judge.app, name="judge")
 app.command("ui")(ui.ui)
 
 
@@ -57,6 +59,9 @@ def main() -> None:
     os.environ.setdefault("LANCE_LOG", "error")
     # Nothing is reported to outside servers: Ray usage statistics stay off (vLLM's: in its engine).
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # lance warns at every os.fork() once imported; the forks under assay (Ray's workers, vLLM's
+    # engine, the sandbox) exec a fresh interpreter or never touch the parent's lance datasets.
+    warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
     try:
         app()
     except Exception as err:  # noqa: BLE001 - sorted below into user errors and bugs
