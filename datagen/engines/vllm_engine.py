@@ -42,20 +42,44 @@ GIB = 1 << 30
 QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
 
 
+# Why chunked prefill is off on CPU. Every request carries its own seed, so vLLM samples it
+# with its own torch.Generator. When a step's token budget (max_num_batched_tokens) cuts a
+# prompt in two, vLLM samples a token for the partial request, discards it and rewinds the
+# generator with `set_offset` (vllm/v1/worker/gpu_model_runner.py, `_bookkeeping_sync`); a CPU
+# generator has no offset, so the worker raises "CPU Generator does not use offset" and the
+# engine dies. A call cuts a prompt whenever its prompts hold more tokens than the budget
+# (4,096 by default on CPU): the demo's 100 requests of about 100 tokens do. Without chunked
+# prefill vLLM schedules whole prompts only (and raises the budget to max_model_len), so no
+# sample is ever discarded. Measured in docs/performance.md.
+CHUNKED_PREFILL_ON_CPU = (
+    "chunked prefill cannot run with seeded samples on CPU: vLLM rewinds a discarded sample's "
+    "generator with set_offset, which a CPU generator does not have (docs/pipelines.md)"
+)
+
+
+def on_cpu(config: VLLMEngineConfig) -> bool:
+    """Whether a replica runs on CPU: it reserves no GPU, so Ray shows it none."""
+    return config.num_gpus == 0
+
+
 def preflight(config: VLLMEngineConfig, where: str = "engine") -> None:
-    """Check before a job starts that the `vllm` package is installed (actors run in this environment).
+    """Check before a job starts that the `vllm` package is installed (actors run in this
+    environment) and that the engine's arguments can run seeded samples here.
 
     Args:
         config: The engine's config.
         where: What to name in the error, e.g. the spec file and stage.
 
     Raises:
-        AssayError: The `vllm` package is not installed.
+        AssayError: The `vllm` package is not installed, or `vllm_args` turns chunked prefill
+            on for a CPU replica.
     """
     if importlib.util.find_spec("vllm") is None:
         raise AssayError(
             f"{where}: backend vllm (model {config.model!r}): vllm is not installed; {INSTALL_HINT}"
         )
+    if on_cpu(config) and config.vllm_args.get("enable_chunked_prefill"):
+        raise AssayError(f"{where}: vllm_args.enable_chunked_prefill: {CHUNKED_PREFILL_ON_CPU}")
 
 
 def hf_folder(model: ResolvedModel) -> Path:
@@ -92,6 +116,8 @@ def engine_kwargs(config: VLLMEngineConfig, folder: Path) -> dict[str, Any]:
         kwargs["max_model_len"] = config.max_model_len
     if config.kv_cache_gb is not None:
         kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gb * GIB)
+    if on_cpu(config):
+        kwargs["enable_chunked_prefill"] = False  # see CHUNKED_PREFILL_ON_CPU
     return kwargs | config.vllm_args
 
 

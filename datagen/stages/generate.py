@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -180,18 +181,27 @@ class GenerateStage(Stage[GenerateStageSpec]):
         keys = {name: os.environ[name] for name in key_names if name and name in os.environ}
         # One actor pool holds every teacher: separate pools per teacher can starve each other
         # of CPUs in Ray Data's scheduler and wait forever on a small machine.
-        return ds.map_batches(
-            _GenerateWorker,
-            fn_constructor_args=(self.name, self.teachers, self.sampling, self.input, self.output),
-            fn_constructor_kwargs={"cache_uri": self.cache_uri},
-            batch_size=min(teacher.engine.batch_size for teacher in self.teachers),
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
-            num_cpus=self.actor_cpus,
-            **({"num_gpus": self.actor_gpus} if self.actor_gpus else {}),
-            udf_modifying_row_count=False,
-            **({"runtime_env": {"env_vars": keys}} if keys else {}),
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote args but has no named parameter for max_restarts
+            # yet; its own docs (ActorPoolMapOperator) name map_batches(max_restarts=0).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            return ds.map_batches(
+                _GenerateWorker,
+                fn_constructor_args=(self.name, self.teachers, self.sampling, self.input, self.output),
+                fn_constructor_kwargs={"cache_uri": self.cache_uri},
+                batch_size=min(teacher.engine.batch_size for teacher in self.teachers),
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=self.concurrency),
+                num_cpus=self.actor_cpus,
+                **({"num_gpus": self.actor_gpus} if self.actor_gpus else {}),
+                udf_modifying_row_count=False,
+                # No actor restarts: a model actor that dies (out of memory, mostly) would die
+                # again reloading its model, so the job fails with its error instead; Ray also
+                # warns, on every job, that restarting an actor can fail when its constructor
+                # arguments sit in the object store.
+                max_restarts=0,
+                **({"runtime_env": {"env_vars": keys}} if keys else {}),
+            )
 
 
 class _GenerateWorker:

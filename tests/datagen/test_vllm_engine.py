@@ -6,6 +6,7 @@ vLLM's CPU attention supports head sizes 32 and up, so the tiny model here has h
 with 2 heads; the suite's default tiny model (hidden 32, head size 16) fails to run in vLLM."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,16 @@ from datagen.engines.config import (
     VLLMEngineConfig,
     parse_engine_config,
 )
+from datagen.engines.vllm_engine import engine_kwargs, preflight
 from datagen.job import JobReport, prepare_job, run_job
 from datagen.spec import load_spec
 from datasets_registry import Registry
 from model_store import ModelStore
 
 MAX_TOKENS = 8
+ROOT = Path(__file__).resolve().parents[2]
+# The user's model store, read before the suite points ASSAY_HOME at a temporary folder.
+USER_MODELS = Path(os.environ.get("ASSAY_HOME", "~/.cache/assay")).expanduser() / "models"
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
     "Écris un poème sur la mer.",
@@ -81,6 +86,23 @@ def test_missing_vllm_fails_before_any_work(
     assert registry.names() == []  # nothing was written
 
 
+def test_chunked_prefill_is_off_on_cpu_and_refused_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeded samples and chunked prefill kill vLLM's CPU worker ("CPU Generator does not use
+    offset"): the engine turns it off on CPU, and a spec turning it on fails before any work."""
+    cpu = VLLMEngineConfig(backend="vllm")
+    assert engine_kwargs(cpu, Path("m"))["enable_chunked_prefill"] is False
+    gpu = VLLMEngineConfig(backend="vllm", num_gpus=1, vllm_args={"enable_chunked_prefill": True})
+    assert engine_kwargs(gpu, Path("m"))["enable_chunked_prefill"] is True  # CUDA generators rewind
+
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # vllm "installed"
+    preflight(gpu)
+    on = VLLMEngineConfig(backend="vllm", vllm_args={"enable_chunked_prefill": True})
+    with pytest.raises(AssayError, match="vllm_args.enable_chunked_prefill: chunked prefill cannot run"):
+        preflight(on, "spec.yaml: stage 'generate'")
+
+
 def test_gguf_is_converted_once_for_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from datagen.engines import vllm_engine
 
@@ -113,7 +135,11 @@ def vllm_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_pipeline(tmp_path: Path, model: Path, rows: list[dict], seed: int) -> Path:
     (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
     (tmp_path / "t.j2").write_text("{{ prompt }}\n")
-    engine = {"backend": "vllm", "model": str(model), "batch_size": 4, "max_model_len": 128}
+    # A step budget of 128 tokens is less than a batch's prompts (8 requests of 20-30 tokens):
+    # with chunked prefill vLLM would cut a prompt and rewind its seeded generator, which kills
+    # the CPU worker; the engine schedules whole prompts instead.
+    engine = {"backend": "vllm", "model": str(model), "batch_size": 4, "max_model_len": 128,
+              "vllm_args": {"max_num_batched_tokens": 128}}  # fmt: skip
     spec = {
         "name": "tiny-vllm",
         "source": {"path": "rows.jsonl"},
@@ -214,3 +240,32 @@ def test_vllm_pipeline_generates_reproducibly(
     assert all(c["cached"] for row in cached.values() for c in row["completions"])
     usage = report.usage["generate"][str(vllm_tiny_model)]
     assert (usage["cache_hits"], usage["completions"]) == (16, 0)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_demo_spec_runs_on_vllm_as_on_hf(tmp_path: Path, registry: Registry, ray_local: None) -> None:
+    """The demo's spec (examples/best_of_n_ifeval.yaml) with the real model on the vllm engine:
+    before chunked prefill was turned off on CPU, all 50 rows went to the dead letters. Both
+    engines must finish every row and register both outputs (their samples differ, so the
+    counts of SFT rows and pairs may too). About 10 minutes on 2 cores."""
+    model = USER_MODELS / "smollm2-135m-instruct"
+    if not (model / "config.json").is_file():
+        pytest.skip(
+            f"the embedded model is not pulled into {USER_MODELS}: assay models pull smollm2-135m-instruct"
+        )
+    store = ModelStore(tmp_path / "models")
+    reports = {}
+    for backend in ("vllm", "hf"):
+        overrides = [f"stages.1.engine.model={model}", f"name=demo-{backend}"]
+        if backend == "vllm":  # the demo's engine fields that vllm does not have
+            overrides += [f"stages.1.engine={{backend: vllm, model: {model}, batch_size: 25}}"]
+        loaded = load_spec(ROOT / "examples" / "best_of_n_ifeval.yaml", overrides)
+        reports[backend] = run_job(
+            prepare_job(loaded, registry, store, use_cache=False), registry, log=lambda _: None
+        )
+    for backend, report in reports.items():
+        assert (report.rows_in, report.rows_failed) == (50, 0), backend
+        assert [o.kind for o in report.outputs] == ["sft", "preference"], backend
+        (usage,) = report.usage["generate"].values()
+        assert usage["completions"] == 200, backend
