@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
 from assay.cli.common import console, open_model_store
+from assay.cli.progress import progress_display
 
 
 class _DefaultRunGroup(TyperGroup):
@@ -55,14 +55,19 @@ def run(
             _show_job(job)
         console.print("config is valid; nothing written (--check)")
         return
-    with _progress() as progress:
-        task = progress.add_task("merging", total=None)
+    with progress_display(console) as progress:
+        tasks: list[int] = []  # one per merge job, in MiB written
+        seen = {"mib": 0}
 
         def on_job(job: Any) -> None:
-            progress.update(task, description=job.name, completed=0, total=None)
+            tasks.append(progress.add_task(job.name, unit="MiB"))
+            seen["mib"] = 0
 
-        def on_bytes(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+        def on_bytes(done: int, total: int) -> None:  # run_merge calls on_job first
+            mib = done // 2**20
+            progress.set_total(tasks[-1], max(1, total // 2**20))
+            progress.advance(tasks[-1], mib - seen["mib"])
+            seen["mib"] = mib
 
         merged = run_merge(loaded, store, progress=on_bytes, on_job=on_job)
     table = Table(title=f"{len(merged)} merge(s) registered in {store.root}", title_justify="left")
@@ -104,14 +109,3 @@ def search(
 def _show_job(job: Any) -> None:
     models = ", ".join(f"{m.ref} × {w:.4g}" for m, w in zip(job.models, job.weights, strict=True))
     console.print(f"[bold]{job.name}[/] ({job.method}): {models}")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )

@@ -55,6 +55,7 @@ class TaskState:
     unit: str = "rows"
     done: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)  # latest values, e.g. the loss
     started: float = field(default_factory=time.monotonic)  # when the task was added
     finished: float | None = None  # monotonic time the task reached its total
 
@@ -69,8 +70,10 @@ class TaskState:
         return max(0.0, (self.total - self.done) * elapsed / self.done)
 
     def rates(self, now: float) -> list[str]:
+        """The counters as rates per second, then the latest values."""
         elapsed = self.elapsed(now)
-        return [_rate_text(name, value, elapsed) for name, value in self.metrics.items()]
+        rates = [_rate_text(name, value, elapsed) for name, value in self.metrics.items()]
+        return rates + [f"{name} {value:.4g}" for name, value in self.values.items()]
 
     def line(self, now: float) -> str:
         """`generate 25/50 rows, 3.4 compl/s, 110 tok/s, ETA 0:01:10`"""
@@ -106,18 +109,22 @@ class _Display:
             self.tasks.append(TaskState(name, total, unit))
             return len(self.tasks) - 1
 
-    def advance(self, task: int, n: int = 0, **metrics: float) -> None:
+    def advance(
+        self, task: int, n: int = 0, values: dict[str, float] | None = None, **metrics: float
+    ) -> None:
         """Add `n` done units and counters (e.g. completions=4, tokens=310) to a task.
 
         Args:
             task: An id from `add_task`.
             n: Units finished since the last call.
+            values: Latest values shown as they are (e.g. {"loss": 0.93}).
             **metrics: Counters added since the last call; shown as rates per second.
         """
         now = time.monotonic()
         with self._lock:
             state = self.tasks[task]
             state.done += n
+            state.values.update(values or {})
             for name, value in metrics.items():
                 state.metrics[name] = state.metrics.get(name, 0.0) + value
             if state.total is not None and state.done >= state.total and state.finished is None:

@@ -5,6 +5,7 @@ datasets its inputs were trained on."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,17 @@ def test_checkpoints_are_readable_by_others(home: Path) -> None:
     for expert in ("math-expert", "soup"):
         for file in (home / "models" / expert).iterdir():
             assert file.stat().st_mode & 0o044 == 0o044, file
+
+
+def test_training_and_merging_report_progress_in_a_pipe(home: Path, tiny_model: Path) -> None:
+    config = {"model": str(tiny_model), "dataset": "chat-sft@1", "output": "progress-expert", "max_steps": 3,
+              "micro_batch_size": 1}  # fmt: skip
+    (home / "train.yaml").write_text(yaml.safe_dump(config))
+    lines = ok("train", "sft", str(home / "train.yaml"), home=home).splitlines()
+    (final,) = [line for line in lines if line.startswith("[") and "steps" in line]
+    assert re.search(r"sft (\d+)/\1 steps", final) and "tok/s" in final and "loss " in final and "done in" in final
+    merge = {"method": "linear", "models": [{"model": "math-expert", "weight": 0.5},
+             {"model": "progress-expert", "weight": 0.5}]}  # fmt: skip
+    (home / "merge.yaml").write_text(yaml.safe_dump(merge))
+    merged = ok("merge", str(home / "merge.yaml"), "--name", "soup-2", home=home)
+    assert any(line.startswith("[") and "soup-2" in line and "MiB" in line for line in merged.splitlines())
