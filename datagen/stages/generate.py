@@ -224,6 +224,15 @@ class _GenerateWorker:
         routes = sorted({t.route.column for t in teachers if t.route is not None})
         self.reads = (input, *routes)
 
+    def __del__(self) -> None:
+        # Ray Data calls a UDF's __del__ when it shuts its actor down: close the engines' HTTP
+        # clients now, so no "unclosed connector" warning reaches the job's output.
+        for engine in getattr(self, "engines", []):
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+        self.engines = []
+
     def __call__(self, table: pa.Table) -> pa.Table:
         return process_table(
             table, self.stage_name, self.reads, {self.output: COMPLETIONS_TYPE}, self._generate
