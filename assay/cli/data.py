@@ -16,7 +16,7 @@ from assay.errors import AssayError
 app = typer.Typer(help="Versioned datasets in the registry.", no_args_is_help=True)
 
 Ref = Annotated[str, typer.Argument(help="NAME, NAME@VERSION, NAME@TAG or NAME@latest.")]
-KINDS = "prompts, sft, preference, rm_pairs, code, text, unpaired_preference, stepwise, generic"
+KINDS = "prompts, sft, preference, rm_pairs, code, text, unpaired_preference, stepwise, documents, generic"
 
 
 def _when(value: Any) -> str:

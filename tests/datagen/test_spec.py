@@ -43,8 +43,9 @@ def test_unknown_key_names_field_and_file(tmp_path: Path) -> None:
 
 def test_unknown_stage_type_lists_known_types(tmp_path: Path) -> None:
     spec = {**MINIMAL, "stages": [{"type": "translate"}]}
-    with pytest.raises(AssayError, match=r"stages\.0: .*'translate'.*'generate', 'render'"):
+    with pytest.raises(AssayError, match=r"stages\.0: .*'translate'") as raised:
         load_spec(write_spec(tmp_path, spec))
+    assert "'render'" in str(raised.value) and "'generate'" in str(raised.value)
 
 
 def test_malformed_yaml_and_non_mapping(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_recipe_expands_to_the_same_stages_as_listing_them(tmp_path: Path) -> No
 
 def test_unknown_recipe_and_bad_params(tmp_path: Path) -> None:
     base = {k: v for k, v in MINIMAL.items() if k != "stages"}
-    with pytest.raises(AssayError, match=r"recipe\.name: unknown recipe 'worst_of_n'; recipes: best_of_n"):
+    with pytest.raises(AssayError, match=r"recipe\.name: unknown recipe 'worst_of_n'; recipes: .*best_of_n"):
         load_spec(write_spec(tmp_path, {**base, "recipe": {"name": "worst_of_n"}}))
     bad = {**base, "recipe": {"name": "best_of_n", "params": {"template": "t.j2", "min_margin": -1}}}
     with pytest.raises(AssayError, match=r"recipe\.params\.min_margin"):

@@ -73,4 +73,5 @@ def test_data_commands(tmp_path: Path) -> None:
     ok("export", "sft@3", str(nested), registry=reg)
     assert len(nested.read_text().splitlines()) == 5
     bad_kind = assay("import", str(first), "--name", "x", "--kind", "preference", registry=reg)
-    assert bad_kind.returncode == 2 and "lacks column(s) prompt, chosen, rejected" in bad_kind.stderr
+    expected = "rows are TRL language_modeling/conversational (kind 'sft'), not kind 'preference'"
+    assert bad_kind.returncode == 2 and expected in bad_kind.stderr

@@ -1,0 +1,177 @@
+"""SQL problems judged by result sets: the expected rows come from the reference query.
+
+A text-to-SQL task gives a database (schema and rows as SQL) and a reference query; a
+completion is correct when its result set on that database equals the reference's. This stage
+runs each row's reference query in the sandbox on every case's database and writes the tests in
+the sandbox's SQL format (docs/sandbox.md) with those rows as `expected`, so the `execute` stage
+then judges completions by result set: as a multiset, unless the reference query orders its
+rows (a top-level ORDER BY), when the order counts too. Each case gets that `ordered` flag
+explicitly (a case may set its own), so a completion that adds an ORDER BY of its own to an
+unordered task is not held to an order the task never asked for. The reference's canonical text
+(judges/code/sql.py) is written too, for dedupe.
+
+Input `tests`: `{"setup": "CREATE TABLE ...; INSERT ...;", "cases": [{"name": ..., "setup": ...}]}`
+(or no `cases`: one case on the shared setup). A reference that fails on a case fails its row.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from datagen.stages.base import LIGHT_TASK_CPUS, BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stages.registry import register_stage
+from judges.code.sql import canonical_sql, orders_rows
+from sandbox.config import SandboxConfig
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from sandbox.execution import Sandbox
+
+# Runs in the sandbox: the reference query on a fresh in-memory database per case; rows as JSON.
+RUNNER = """import json, sqlite3, sys
+task = json.load(sys.stdin)
+out = []
+for case in task["cases"]:
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(task["setup"] + "\\n" + (case.get("setup") or ""))
+        rows = [list(r) for r in db.execute(task["query"]).fetchall()]
+        out.append({"rows": rows})
+    except sqlite3.Error as err:
+        out.append({"error": f"{type(err).__name__}: {err}"})
+print(json.dumps(out))
+"""
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        raise ValueError("the reference returns a BLOB, which the SQL tests cannot hold")
+    return value
+
+
+def reference_rows(sandbox: Sandbox, query: str, tests: dict, limits: Any) -> list[list[list[Any]]]:
+    """The reference query's rows on every case's database, run in the sandbox.
+
+    Raises:
+        ValueError: the query failed on a case, or the sandbox could not run it.
+    """
+    from sandbox import ExecRequest, Step
+
+    cases = tests.get("cases") or [{"name": "reference"}]
+    payload = {"query": query, "setup": tests.get("setup", ""), "cases": cases}
+    request = ExecRequest(
+        files=(("run.py", RUNNER.encode()),),
+        steps=(Step("run", ("python3", "-I", "-S", "run.py"), stdin=json.dumps(payload).encode()),),
+        limits=limits,
+    )
+    result = sandbox.execute(request)
+    if result.error is not None:
+        raise RuntimeError(f"sandbox error: {result.error}")
+    (step,) = result.steps
+    if step.exit_code != 0 or step.timed_out:
+        raise ValueError(f"the reference query did not run: {step.stderr.decode(errors='replace')[-500:]}")
+    outcomes = json.loads(step.stdout)
+    rows = []
+    for case, outcome in zip(cases, outcomes, strict=True):
+        if "error" in outcome:
+            raise ValueError(f"the reference query fails on case {case.get('name')!r}: {outcome['error']}")
+        rows.append([[_json_value(v) for v in row] for row in outcome["rows"]])
+    return rows
+
+
+class SqlReferenceStageSpec(StageSpec):
+    """Fill SQL tests' expected rows by running the reference query in the sandbox."""
+
+    type: Literal["sql_reference"] = "sql_reference"
+    reference: str = Field("solution", description="Column with the reference query.")
+    tests: str = Field("tests", description="Column with the database and cases (JSON); rewritten in place.")
+    sandbox: SandboxConfig = Field(
+        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
+    )
+    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
+
+
+@register_stage
+class SqlReferenceStage(Stage[SqlReferenceStageSpec]):
+    """Rewrite each row's SQL tests with the reference's result set as the expected rows."""
+
+    spec_class = SqlReferenceStageSpec
+
+    def __init__(self, spec: SqlReferenceStageSpec, context: BuildContext | None = None) -> None:
+        super().__init__(spec, context)
+        self.reads = (spec.reference, spec.tests)
+        self.writes = {spec.tests: pa.string(), "canonical_reference": pa.string()}
+
+    def process(self, row: Row, sandbox: Sandbox) -> Row:
+        """The row's tests with expected rows, and the reference's canonical text."""
+        query = row[self.spec.reference]
+        if not query or not str(query).strip():
+            raise ValueError("no reference query")
+        try:
+            tests = json.loads(row[self.spec.tests]) if isinstance(row[self.spec.tests], str) else None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"SQL tests must be JSON: {err}") from err
+        if not isinstance(tests, dict):
+            raise ValueError('SQL tests: expected {"setup": ..., "cases": [...]}')
+        cases = tests.get("cases") or [{"name": "reference"}]
+        rows = reference_rows(sandbox, query, tests, self.spec.sandbox.limits.to_limits())
+        ordered = orders_rows(query)
+        filled = {
+            **tests,
+            "cases": [
+                {"ordered": ordered, **case, "expected": r} for case, r in zip(cases, rows, strict=True)
+            ],
+        }
+        return {self.spec.tests: json.dumps(filled), "canonical_reference": canonical_sql(query)}
+
+    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
+        import ray.data
+
+        return ds.map_batches(
+            _SqlReferenceWorker,
+            fn_constructor_args=(self,),
+            batch_size=self.spec.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.spec.actors),
+            num_cpus=LIGHT_TASK_CPUS,
+            udf_modifying_row_count=False,
+        )
+
+
+class _SqlReferenceWorker:
+    """A Ray actor holding one sandbox."""
+
+    def __init__(self, stage: SqlReferenceStage) -> None:
+        from sandbox import open_sandbox
+
+        self.stage = stage
+        self.sandbox = open_sandbox(stage.spec.sandbox)
+        atexit.register(self.sandbox.close)
+        self.pool = ThreadPoolExecutor(max_workers=stage.spec.sandbox.pool_size)
+
+    def __del__(self) -> None:
+        sandbox = getattr(self, "sandbox", None)
+        if sandbox is not None:
+            self.sandbox = None
+            sandbox.close()
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        stage = self.stage
+        return process_table(table, stage.name, stage.reads, stage.writes, self._rows)
+
+    def _rows(self, rows: list[Row]) -> list[RowResult]:
+        def one(row: Row) -> RowResult:
+            try:
+                return self.stage.process(row, self.sandbox)
+            except Exception as err:  # noqa: BLE001 - a bad row becomes a dead letter
+                return err
+
+        return list(self.pool.map(one, rows))

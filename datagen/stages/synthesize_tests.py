@@ -1,0 +1,500 @@
+"""Synthetic unit tests that must catch mutants (Command A report, 3.3.4).
+
+A model writes `unittest.TestCase` tests for a problem (the `generate` stage's completions, one
+fenced Python block each); every test method is one test. A test is kept only when
+
+1. it parses (its block is valid Python; checked here, nothing is run),
+2. the reference solution passes it, in the sandbox, and
+3. it fails on at least one mutant of the reference (judges/code/mutation.py), in the sandbox.
+
+A mutant counts as caught by a test only when the run finished every test (status `failed`) and
+that test failed: a mutant that crashes on import or times out tells nothing about any single
+test, so it kills none. Free-standing asserts and `def test_*()` functions are tests too (the
+sandbox's Python format), so known suites such as MBPP's asserts go through the same validator.
+
+A sample needs `min_tests` kept tests (default 4); its kept tests are written as one module
+(`output`, each completion's classes renamed apart), with the reference's verdict on them. Every
+row records the survival of its tests per step and its mutation score (`test_synthesis`), and
+the stage sums them into the dataset's lineage metrics.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+from pydantic import Field, field_validator
+
+from datagen.stages.base import (
+    ERROR_COLUMN,
+    LIGHT_TASK_CPUS,
+    BuildContext,
+    Row,
+    RowResult,
+    Stage,
+    StageSpec,
+    process_table,
+    set_column,
+)
+from datagen.stages.registry import register_stage
+from judges.code.mutation import OPERATORS, Mutant, mutants
+from sandbox.config import SandboxConfig
+from sandbox.extract import extract_code
+from sandbox.verdict import Verdict
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from sandbox.execution import Limits, Sandbox
+
+PYTHON_ALIASES = ("python", "py", "python3")
+_TEST_DEF = re.compile(r"^\s*(?:async\s+)?def\s+test", re.MULTILINE)
+_ASSERT_NAME = re.compile(r"^line (\d+):")
+STEPS = ("generated", "parsed", "pass_reference", "kill_mutant")
+
+STATS_TYPE = pa.struct(
+    [
+        *((step, pa.int64()) for step in STEPS),
+        ("mutants", pa.int64()),
+        ("mutants_killed", pa.int64()),
+        ("mutation_score", pa.float64()),
+        ("kept", pa.bool_()),
+    ]
+)
+
+
+# ------------------------------------------------------------------ test suites (static)
+
+
+@dataclass(frozen=True)
+class TestId:
+    """One test of a suite: an assert (by line), a `test_*` function, or a TestCase method."""
+
+    __test__ = False  # not a pytest class
+
+    kind: Literal["assert", "function", "method"]
+    name: str  # the function or method name; "" for an assert
+    cls: str = ""
+    line: int = 0
+
+
+def _is_test_case(node: ast.stmt) -> bool:
+    names = [
+        b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in getattr(node, "bases", [])
+    ]
+    return isinstance(node, ast.ClassDef) and any(n in ("TestCase", "IsolatedAsyncioTestCase") for n in names)
+
+
+def find_tests(tree: ast.Module) -> list[TestId]:
+    """The tests of a parsed suite, by the sandbox's Python format: module-level asserts,
+    parameterless `test*` functions, and `test*` methods of TestCase classes."""
+    found: list[TestId] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assert):
+            found.append(TestId("assert", "", line=node.lineno))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+            if not node.args.args and not node.args.posonlyargs:
+                found.append(TestId("function", node.name))
+        elif _is_test_case(node):
+            assert isinstance(node, ast.ClassDef)
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef) and member.name.startswith(
+                    "test"
+                ):
+                    found.append(TestId("method", member.name, cls=node.name))
+    return found
+
+
+def parse_test_name(name: str) -> TestId | None:
+    """The test a verdict's test name stands for (`Cls.method`, `test_x`, `line N: ...`)."""
+    if match := _ASSERT_NAME.match(name):
+        return TestId("assert", "", line=int(match[1]))
+    if "." in name:
+        cls, method = name.split(".", 1)
+        return TestId("method", method, cls=cls)
+    return TestId("function", name) if name else None
+
+
+def prune(tree: ast.Module, keep: set[TestId], suffix: str = "") -> ast.Module:
+    """A copy of the suite with only the tests in `keep` (setup code, helpers and imports stay);
+    with `suffix`, TestCase classes and test functions are renamed apart (`Cls` -> `Cls_s1`)."""
+    body: list[ast.stmt] = []
+    renames: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assert):
+            if TestId("assert", "", line=node.lineno) in keep:
+                body.append(node)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+            if TestId("function", node.name) in keep:
+                renames[node.name] = node.name + suffix
+                body.append(node)
+        elif _is_test_case(node):
+            assert isinstance(node, ast.ClassDef)
+            members = [
+                m
+                for m in node.body
+                if not (isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and m.name.startswith("test"))
+                or TestId("method", m.name, cls=node.name) in keep
+            ]
+            if any(
+                isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and m.name.startswith("test")
+                for m in members
+            ):
+                renames[node.name] = node.name + suffix
+                pruned = copy.copy(node)
+                pruned.body = members
+                body.append(pruned)
+        else:
+            body.append(node)
+    module = ast.Module(body=body, type_ignores=[])
+    if suffix and renames:
+        module = _Rename(renames).visit(module)
+    return ast.fix_missing_locations(module)
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, renames: dict[str, str]) -> None:
+        self.renames = renames
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:  # noqa: N802 - ast's naming
+        node.name = self.renames.get(node.name, node.name)
+        return self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:  # noqa: N802
+        node.name = self.renames.get(node.name, node.name) if node.col_offset == 0 else node.name
+        return self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802
+        node.id = self.renames.get(node.id, node.id)
+        return node
+
+
+@dataclass
+class Suite:
+    """One candidate suite (a completion's code block) and what survived each step."""
+
+    generated: int
+    tree: ast.Module | None = None
+    tests: list[TestId] = field(default_factory=list)
+    passing: set[TestId] = field(default_factory=set)
+    killing: set[TestId] = field(default_factory=set)
+    pruned: str = ""
+
+
+def parse_suite(text: str, extract: bool = True) -> Suite:
+    """A completion (or bare test source) as a suite; a block that does not parse keeps its count
+    of `def test...` lines as generated tests, none parsed."""
+    code = extract_code(text, PYTHON_ALIASES) if extract else text
+    if code is None:
+        return Suite(generated=0)
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return Suite(generated=max(1, len(_TEST_DEF.findall(code))))
+    tests = find_tests(tree)
+    return Suite(generated=len(tests), tree=tree, tests=tests)
+
+
+# ------------------------------------------------------------------ validation (sandbox)
+
+
+@dataclass
+class Validation:
+    """What the validator kept of a problem's suites, and the counts per step."""
+
+    suites: list[Suite]
+    mutants: list[Mutant]
+    killed: set[int]  # indices of mutants some kept test catches
+    final: Verdict | None = None  # the reference on the kept tests, all suites in one module
+
+    def count(self, step: str) -> int:
+        """Tests surviving `step` (one of STEPS), over all suites."""
+        if step == "generated":
+            return sum(s.generated for s in self.suites)
+        if step == "parsed":
+            return sum(len(s.tests) for s in self.suites)
+        if step == "pass_reference":
+            return sum(len(s.passing) for s in self.suites)
+        return sum(len(s.killing) for s in self.suites)
+
+    @property
+    def mutation_score(self) -> float:
+        """Fraction of the mutants that the kept tests catch (0.0 without mutants)."""
+        return len(self.killed) / len(self.mutants) if self.mutants else 0.0
+
+    def kept_source(self) -> str:
+        """The kept tests of every suite as one module (suites renamed apart)."""
+        parts = []
+        for index, suite in enumerate(self.suites):
+            if suite.tree is not None and suite.killing:
+                parts.append(ast.unparse(prune(suite.tree, suite.killing, suffix=f"_s{index}")))
+        return "\n\n".join(parts) + "\n" if parts else ""
+
+
+def _results(verdict: Verdict) -> dict[TestId, bool]:
+    out: dict[TestId, bool] = {}
+    for test in verdict.tests:
+        test_id = parse_test_name(test.name)
+        if test_id is not None:
+            out[test_id] = test.passed
+    return out
+
+
+def validate_suites(
+    sandbox: Sandbox,
+    reference: str,
+    suites: list[Suite],
+    mutant_list: list[Mutant],
+    *,
+    limits: Limits | None = None,
+    workers: int = 4,
+) -> Validation:
+    """Run each suite on the reference, then its passing tests on every mutant, in the sandbox.
+
+    Args:
+        sandbox: Where everything runs (nothing here runs on the host).
+        reference: The reference solution (Python source).
+        suites: Parsed candidate suites (`parse_suite`).
+        mutant_list: Mutants of the reference (`judges.code.mutation.mutants`).
+        limits: Limits for every run.
+        workers: Runs in flight at once.
+    """
+    from sandbox.verify import Job, verify_many
+
+    runnable = [s for s in suites if s.tree is not None and s.tests]
+    on_reference = verify_many(
+        sandbox, [Job("python", reference, ast.unparse(s.tree), extract=False) for s in runnable],  # type: ignore[arg-type]
+        workers=workers, limits=limits,
+    )  # fmt: skip
+    _check_sandbox(on_reference)
+    for suite, verdict in zip(runnable, on_reference, strict=True):
+        if verdict.status in ("passed", "failed"):
+            results = _results(verdict)
+            suite.passing = {t for t in suite.tests if results.get(t)}
+        if suite.passing:
+            suite.pruned = ast.unparse(prune(suite.tree, suite.passing))  # type: ignore[arg-type]
+    candidates = [s for s in runnable if s.passing]
+    jobs = [(s, m) for s in candidates for m in range(len(mutant_list))]
+    on_mutants = verify_many(
+        sandbox, [Job("python", mutant_list[m].source, s.pruned, extract=False) for s, m in jobs],
+        workers=workers, limits=limits,
+    )  # fmt: skip
+    _check_sandbox(on_mutants)
+    killed: set[int] = set()
+    for (suite, m), verdict in zip(jobs, on_mutants, strict=True):
+        if verdict.status != "failed":  # a crash or timeout catches the mutant, but no test in particular
+            continue
+        results = _results(verdict)
+        caught = {t for t in suite.passing if results.get(t) is False}
+        suite.killing |= caught
+        if caught:
+            killed.add(m)
+    validation = Validation(suites, mutant_list, killed)
+    if kept := validation.kept_source():
+        (validation.final,) = verify_many(
+            sandbox, [Job("python", reference, kept, extract=False)], limits=limits
+        )
+        _check_sandbox([validation.final])
+    return validation
+
+
+class ExecutionFailed(RuntimeError):
+    """The sandbox itself failed for a row (retry-worthy); the row goes to the dead letters."""
+
+
+def _check_sandbox(verdicts: list[Verdict]) -> None:
+    broken = [v for v in verdicts if v.status == "sandbox_error"]
+    if broken:
+        raise ExecutionFailed(f"sandbox error: {broken[0].message}")
+
+
+# ------------------------------------------------------------------ the stage
+
+
+class SynthesizeTestsStageSpec(StageSpec):
+    """Keep model-written unit tests that parse, pass the reference and catch a mutant."""
+
+    type: Literal["synthesize_tests"] = "synthesize_tests"
+    completions: str = Field(
+        "completions", description="Column of completions, each a block of unittest tests."
+    )
+    solution: str = Field("solution", description="Column with the reference solution (Python).")
+    language: str = Field(
+        "language", description="Column naming each row's language (only Python is supported)."
+    )
+    output: str = Field(
+        "synthetic_tests", description="Column for the kept tests (one module), null below min_tests."
+    )
+    min_tests: int = Field(4, ge=1, description="Kept tests a sample needs (report 3.3.4: at least 4).")
+    max_mutants: int = Field(
+        12, ge=1, description="Mutants per reference, taken round-robin over the operators."
+    )
+    operators: list[str] | None = Field(
+        None, description="Mutation operators (default: all of judges/code/mutation.py)."
+    )
+    sandbox: SandboxConfig = Field(
+        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
+    )
+    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
+    batch_size: int = Field(4, ge=1, description="Rows per batch sent to an actor.")
+
+    @field_validator("operators")
+    @classmethod
+    def _known_operators(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(OPERATORS))
+        if unknown:
+            raise ValueError(f"unknown mutation operator(s) {unknown}; known: {', '.join(OPERATORS)}")
+        return value
+
+
+@register_stage
+class SynthesizeTestsStage(Stage[SynthesizeTestsStageSpec]):
+    """Validate each row's model-written tests against its reference and mutants in the sandbox."""
+
+    spec_class = SynthesizeTestsStageSpec
+
+    def __init__(self, spec: SynthesizeTestsStageSpec, context: BuildContext | None = None) -> None:
+        super().__init__(spec, context)
+        self.reads = (spec.completions, spec.solution, spec.language)
+        self.writes = {
+            spec.output: pa.string(),
+            "verdict": pa.string(),
+            "pass_rate": pa.float64(),
+            "test_synthesis": STATS_TYPE,
+        }
+
+    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
+        import ray.data
+
+        return ds.map_batches(
+            _SynthesizeWorker,
+            fn_constructor_args=(self,),
+            batch_size=self.spec.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.spec.actors),
+            num_cpus=LIGHT_TASK_CPUS,  # the runs happen in containers
+            udf_modifying_row_count=False,
+        )
+
+    def row_result(self, row: Row, run: Any) -> Row:
+        """Validate one row with `run(reference, suites, mutants) -> Validation`."""
+        spec = self.spec
+        if str(row[spec.language] or "").lower() not in PYTHON_ALIASES:
+            raise ValueError(
+                f"synthetic tests need Python (mutants are Python ASTs); got {row[spec.language]!r}"
+            )
+        reference = row[spec.solution]
+        if not reference or not str(reference).strip():
+            raise ValueError("no reference solution to validate the tests against")
+        try:
+            mutant_list = mutants(reference, spec.operators, limit=spec.max_mutants)
+        except SyntaxError as err:
+            raise ValueError(f"the reference solution does not parse: {err.msg} (line {err.lineno})") from err
+        suites = [
+            parse_suite(c["text"] if isinstance(c, dict) else str(c)) for c in row[spec.completions] or []
+        ]
+        validation: Validation = run(reference, suites, mutant_list)
+        final = validation.final
+        enough = validation.count("kill_mutant") >= spec.min_tests and final is not None
+        return {
+            spec.output: validation.kept_source() if enough else None,
+            "verdict": final.status if enough else None,  # type: ignore[union-attr]
+            "pass_rate": final.pass_rate if enough else None,  # type: ignore[union-attr]
+            "test_synthesis": {step: validation.count(step) for step in STEPS}
+            | {
+                "mutants": len(mutant_list),
+                "mutants_killed": len(validation.killed),
+                "mutation_score": validation.mutation_score,
+                "kept": enough,
+            },
+        }
+
+    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
+        """Survival per step, samples kept, tests per kept sample and the mean mutation score."""
+        stats: list[dict[str, Any]] = []
+        for batch in result.select_columns(["test_synthesis", ERROR_COLUMN]).iter_batches(
+            batch_format="pyarrow"
+        ):
+            stats += [
+                r["test_synthesis"]
+                for r in batch.to_pylist()
+                if r[ERROR_COLUMN] is None and r["test_synthesis"]
+            ]
+        if not stats:
+            return {}
+        totals = {step: sum(s[step] for s in stats) for step in STEPS}
+        kept = [s for s in stats if s["kept"]]
+        survival = {
+            f"{later}_of_{earlier}": round(totals[later] / totals[earlier], 4) if totals[earlier] else 0.0
+            for earlier, later in zip(STEPS, STEPS[1:], strict=False)
+        }
+        return {
+            "samples": len(stats),
+            "samples_kept": len(kept),
+            "tests": totals,
+            "survival": survival,
+            "tests_per_kept_sample": round(sum(s["kill_mutant"] for s in kept) / len(kept), 2)
+            if kept
+            else 0.0,
+            "mutation_score_mean": round(sum(s["mutation_score"] for s in stats) / len(stats), 4),
+            "mutants": sum(s["mutants"] for s in stats),
+        }
+
+
+class _SynthesizeWorker:
+    """A Ray actor holding one sandbox; validates a batch's rows."""
+
+    def __init__(self, stage: SynthesizeTestsStage) -> None:
+        from sandbox import open_sandbox
+
+        self.stage = stage
+        self.sandbox = open_sandbox(stage.spec.sandbox)
+        atexit.register(self.sandbox.close)
+
+    def __del__(self) -> None:
+        sandbox = getattr(self, "sandbox", None)
+        if sandbox is not None:
+            self.sandbox = None
+            sandbox.close()
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        stage = self.stage
+        pending = [i for i, error in enumerate(table[ERROR_COLUMN].to_pylist()) if error is None]
+        results: list[RowResult] = []
+
+        def rows(batch: list[Row]) -> list[RowResult]:
+            results.extend(self._rows(batch))
+            return results
+
+        out = process_table(table, stage.name, stage.reads, stage.writes, rows)
+        # process_table keeps a column's earlier value where a row's new one is null; here null
+        # means "too few tests kept", so it must replace the source's tests and verdict.
+        for name, arrow_type in stage.writes.items():
+            values = out[name].to_pylist()
+            for index, result in zip(pending, results, strict=True):
+                if isinstance(result, dict):
+                    values[index] = result[name]
+            out = set_column(out, name, pa.array(values, type=arrow_type))
+        return out
+
+    def _rows(self, rows: list[Row]) -> list[RowResult]:
+        spec = self.stage.spec
+        limits = spec.sandbox.limits.to_limits()
+
+        def run(reference: str, suites: list[Suite], mutant_list: list[Mutant]) -> Validation:
+            return validate_suites(
+                self.sandbox, reference, suites, mutant_list, limits=limits, workers=spec.sandbox.pool_size
+            )
+
+        results: list[RowResult] = []
+        for row in rows:
+            try:
+                results.append(self.stage.row_result(row, run))
+            except Exception as err:  # noqa: BLE001 - a bad row becomes a dead letter
+                results.append(err)
+        return results
