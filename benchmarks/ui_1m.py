@@ -1,0 +1,273 @@
+"""`assay ui` on a registered 1,000,000-row dataset, against a Parquet load-then-filter baseline.
+
+Builds the 1M-row sft-like versions of `registry_1m.py` (v2: ~1 % rows removed, added and
+changed), registers both, writes both as Parquet files, then serves the registry with the
+viewer in a child process (uvicorn, one worker) and times HTTP requests from this process:
+the first page, a filtered page, a text-search page, two histograms and the diff v1 → v2 (its
+cache off, so every diff is computed on request). Each figure is the median of `--runs`
+requests after one warm-up request. The server's peak resident memory (VmHWM) is read after
+the page requests and again after the diffs.
+
+The baseline, in a second child process: the Parquet-backed approach of a viewer that loads the
+file and then filters (polars `read_parquet`, then filter, slice 100 rows; a histogram of the
+loaded column; a diff as a join of both loaded files on `id` with row hashes), timed the same
+way, with its own peak memory.
+
+    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/ui_1m.py [--rows 1000000] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from registry_1m import build_versions
+from results_io import add_output_args, write_result
+
+from datasets_registry import Registry
+
+NAME = "bench-sft"
+WHERE = "language = 'fr' AND scores.ifeval_best > 0.9"
+SEARCH = "rust while tests"
+GOAL_MS = 300.0
+BASELINE_OF = {
+    "first_page": "first_page",
+    "filtered_page": "filtered_page",
+    "histogram_numeric": "histogram",
+    "diff_page": "diff",
+    "diff_full": "diff",
+    "diff_page_revisited": "diff",
+}
+"""Which baseline figure each viewer figure stands beside."""
+
+SERVER = """
+import sys, uvicorn
+from pathlib import Path
+from viewer.app import ViewerSettings, create_app
+app = create_app(ViewerSettings(sys.argv[1], Path(sys.argv[2]), diff_cache=int(sys.argv[4])))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
+"""
+
+BASELINE = """
+import json, statistics, sys, time
+import numpy as np, polars as pl
+v1, v2, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def timed(fn):
+    fn()  # warm-up, as for the server
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+def first_page():
+    return pl.read_parquet(v2).slice(0, 100)
+
+def filtered_page():
+    frame = pl.read_parquet(v2)
+    best = pl.col("scores").struct.field("ifeval_best")
+    return frame.filter((pl.col("language") == "fr") & (best > 0.9)).slice(0, 100)
+
+def histogram():
+    frame = pl.read_parquet(v2)
+    return np.histogram(frame["scores"].struct.field("ifeval_best").to_numpy(), bins=12)
+
+def diff():
+    old, new = pl.read_parquet(v1), pl.read_parquet(v2)
+    old = old.with_columns(h=old.drop("id").hash_rows(seed=1)).select("id", "h")
+    new = new.with_columns(h=new.drop("id").hash_rows(seed=1)).select("id", "h")
+    both = old.join(new, on="id", how="full", coalesce=True)
+    return (both["h"].is_null().sum(), both["h_right"].is_null().sum(), (both["h"] != both["h_right"]).sum())
+
+tasks = [("first_page", first_page), ("filtered_page", filtered_page), ("histogram", histogram)]
+out = {name: timed(fn) for name, fn in tasks + [("diff", diff)]}
+status = open("/proc/self/status").read()
+out["peak_rss_mib"] = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
+print(json.dumps(out))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident memory of process `pid` so far (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+
+
+def get(base: str, path: str, **params: Any) -> tuple[float, int, bytes]:
+    """One GET: seconds, status, body."""
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as answer:
+        body = answer.read()
+        status = answer.status
+    return time.perf_counter() - started, status, body
+
+
+def median_ms(base: str, runs: int, path: str, must_contain: bytes, **params: Any) -> float:
+    """Median milliseconds of `runs` GETs after one warm-up; checks the answer each time."""
+    times = []
+    for attempt in range(runs + 1):
+        seconds, status, body = get(base, path, **params)
+        if status != 200 or must_contain not in body or b'id="error"' in body:
+            raise SystemExit(f"GET {path} {params}: status {status}, body starts {body[:300]!r}")
+        if attempt:
+            times.append(seconds)
+    return statistics.median(times) * 1000
+
+
+class Server:
+    """The viewer in a child process (uvicorn, one worker) on a free port, for a `with` block."""
+
+    def __init__(self, registry_root: str, model_root: str, *, diff_cache: int) -> None:
+        self.args = [registry_root, model_root, str(free_port()), str(diff_cache)]
+        self.base = f"http://127.0.0.1:{self.args[2]}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def __enter__(self) -> Server:
+        env = {**os.environ, "LANCE_LOG": "error"}
+        self.process = subprocess.Popen([sys.executable, "-c", SERVER, *self.args], env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get(self.base, "/datasets")
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise SystemExit("the viewer did not start") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5, help="timed requests per figure (median)")
+    add_output_args(parser, "ui_1m")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    v1_table, v2_table = build_versions(args.rows)
+    print(
+        f"built v1 {v1_table.num_rows:,} rows, v2 {v2_table.num_rows:,} rows "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    with tempfile.TemporaryDirectory(prefix="ui-1m-") as tmp:
+        registry = Registry(Path(tmp) / "registry")
+        registry.write(NAME, v1_table, kind="sft")
+        registry.write(NAME, v2_table, kind="sft")
+        v1_parquet, v2_parquet = Path(tmp) / "v1.parquet", Path(tmp) / "v2.parquet"
+        pq.write_table(v1_table, v1_parquet)
+        pq.write_table(v2_table, v2_parquet)
+        del v1_table, v2_table
+
+        models = str(Path(tmp) / "models")
+        page = f"/datasets/{NAME}"
+        # Diff caches off: every page computes its diff (summary or full) on request.
+        with Server(registry.root, models, diff_cache=0) as server:
+            rss_start = peak_rss_mib(server.pid)
+            figures = {
+                "first_page": median_ms(server.base, args.runs, page, "rows 1–100 of".encode()),
+                "filtered_page": median_ms(server.base, args.runs, page, b"matching", where=WHERE),
+                "search_page": median_ms(server.base, args.runs, page, b"matching", q=SEARCH),
+                "histogram_numeric": median_ms(
+                    server.base, args.runs, page + "/histogram", b"bar-link", column="scores.ifeval_best"
+                ),
+                "histogram_category": median_ms(
+                    server.base, args.runs, page + "/histogram", b"bar-link", column="language"
+                ),
+                "histogram_filtered": median_ms(
+                    server.base,
+                    args.runs,
+                    page + "/histogram",
+                    b"bar-link",
+                    column="scores.ifeval_best",
+                    where=WHERE,
+                ),
+                "diff_page": median_ms(server.base, args.runs, page + "/diff", b"diff-rows", old=1, new=2),
+            }
+            rss_pages = peak_rss_mib(server.pid)
+            figures["diff_full"] = median_ms(
+                server.base, args.runs, page + "/diff/full", b"diff-changed", old=1, new=2
+            )
+            rss_diff = peak_rss_mib(server.pid)
+        # The default cache: the full diff is computed once, then a revisited diff page shows it inline.
+        with Server(registry.root, models, diff_cache=16) as server:
+            get(server.base, page + "/diff/full", old=1, new=2)
+            figures["diff_page_revisited"] = median_ms(
+                server.base, args.runs, page + "/diff", b"diff-changed", old=1, new=2
+            )
+
+        baseline_run = subprocess.run(
+            [sys.executable, "-c", BASELINE, str(v1_parquet), str(v2_parquet), str(args.runs)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        baseline = json.loads(baseline_run.stdout.strip().splitlines()[-1])
+
+    print(f"viewer (Lance) vs Parquet load-then-filter, median of {args.runs} requests, ms:")
+    print(f"{'figure':<20} {'viewer':>9} {'parquet':>9} {'ratio':>7}  goal < {GOAL_MS:.0f} ms")
+    result_rows = {}
+    for figure, ms in figures.items():
+        key = BASELINE_OF.get(figure)
+        other = baseline.get(key) if key else None
+        ratio = other / ms if other else None
+        met = "yes" if ms < GOAL_MS else "NO"
+        other_text = f"{other:9.1f}" if other else f"{'-':>9}"
+        ratio_text = f"{ratio:6.1f}x" if ratio else f"{'-':>7}"
+        print(f"{figure:<20} {ms:9.1f} {other_text} {ratio_text}  {met}")
+        result_rows[figure] = {"viewer_ms": ms, "parquet_ms": other, "ratio_parquet_over_viewer": ratio}
+    print(
+        f"peak RSS: viewer {rss_start:.0f} MiB at start, {rss_pages:.0f} MiB after pages and histograms, "
+        f"{rss_diff:.0f} MiB after diffs; parquet baseline {baseline['peak_rss_mib']:.0f} MiB"
+    )
+    write_result(
+        args,
+        {
+            "benchmark": "ui_1m",
+            "machine": {
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            },
+            "rows": args.rows,
+            "runs": args.runs,
+            "where": WHERE,
+            "search": SEARCH,
+            "figures": result_rows,
+            "viewer_peak_rss_mib": {"start": rss_start, "after_pages": rss_pages, "after_diff": rss_diff},
+            "parquet_peak_rss_mib": baseline["peak_rss_mib"],
+            "goal_ms": GOAL_MS,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
