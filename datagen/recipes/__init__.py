@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from assay.config import describe_validation_error
 from assay.errors import AssayError
-from datagen.recipes import best_of_n  # noqa: F401 - registers its recipe
+from datagen.recipes import arbitrage, best_of_n, code_repair, long_context, preambles, safety, verified_code  # noqa: F401 - they register their recipes
 from datagen.recipes.registry import register_recipe, registered_recipes
 
 __all__ = ["expand_recipe", "register_recipe", "registered_recipes"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assay.errors import AssayError
-from datagen.stages import execute, generate, render, score, select, verify  # noqa: F401 - they register
+from datagen.stages import code_problems, code_select, execute, fragment, generate, judge, language_check, personas, preambles, qa_select, rank_select, reformulate, render, repair, safety_select, score, select, sql_reference, synthesize_tests, teacher_pool, verify  # noqa: F401, E501 - they register
 from datagen.stages.base import ERROR_COLUMNS, BuildContext, Stage, StageSpec
 from datagen.stages.registry import register_stage, registered_stages
 
