@@ -66,9 +66,11 @@ def _parse_every(text: str) -> float:
 def _submit(
     spec: Path, set_: list[str] | None, priority: int, name: str | None, cpus: float | None, gpus: float,
     memory_gb: float, after: str | None, max_attempts: int, every_s: float | None = None,
+    address: str | None = None,
 ) -> JobRecord:  # fmt: skip
-    """Validate the spec now (one line and exit 2 when it is bad) and queue it, frozen."""
-    from datagen.jobs.store import Resources
+    """Validate the spec now (one line and exit 2 when it is bad) and queue it, frozen; with
+    `address`, submit it to that Ray cluster through the Ray Jobs API instead."""
+    from datagen.jobs.store import JobState, Resources
     from datagen.jobs.worker import check_fits, machine_resources
     from datagen.spec import load_spec
 
@@ -86,11 +88,21 @@ def _submit(
         gpus=gpus,
         memory_gb=memory_gb,
     )
-    check_fits(request, machine)
-    return _store().submit(
+    if address is None:  # a cluster's resources are the cluster's business (Ray queues the tasks)
+        check_fits(request, machine)
+    elif after is not None or every_s is not None:
+        raise AssayError("--after and schedule run through `assay jobs worker`; not with --address")
+    store = _store()
+    job = store.submit(
         name=name or loaded.spec.name, spec_path=str(spec.resolve()), spec_text=text, overrides=set_ or [],
         priority=priority, resources=request, after=after, max_attempts=max_attempts, every_s=every_s,
+        address=address, state=JobState.QUEUED if address is None else JobState.RUNNING,
     )  # fmt: skip
+    if address is None:
+        return job
+    from datagen.jobs.ray_submit import submit_to_cluster
+
+    return submit_to_cluster(store, job, address, _registry_root())
 
 
 SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML); a frozen copy is queued.")]
@@ -109,9 +121,15 @@ def submit(
     cpus: CpusOpt = None, gpus: GpusOpt = 0.0, memory_gb: MemOpt = 0.0,
     after: Annotated[str | None, typer.Option(help="Start only once this job has succeeded.")] = None,
     max_attempts: AttemptsOpt = 3,
+    address: Annotated[str | None, typer.Option(
+        help="Run it on this Ray cluster through the Ray Jobs API: http://HEAD:8265 or ray://HEAD:10001.",
+    )] = None,
 ) -> None:  # fmt: skip
-    """Queue a pipeline job; `assay jobs worker` runs it."""
-    job = _submit(spec, set_, priority, name, cpus, gpus, memory_gb, after, max_attempts)
+    """Queue a pipeline job; `assay jobs worker` runs it (or a Ray cluster, with --address)."""
+    job = _submit(spec, set_, priority, name, cpus, gpus, memory_gb, after, max_attempts, address=address)
+    if job.ray_submission_id:
+        console.print(f"submitted {job.id} to {job.address} (Ray job {job.ray_submission_id})")
+        return
     console.print(f"queued {job.id} (priority {job.priority}, {job.resources.describe()})")
 
 
@@ -141,7 +159,7 @@ def list_jobs(
     except ValueError as err:
         raise AssayError(f"--state: {err}; states: {', '.join(s.value for s in JobState)}") from err
     store = _store()
-    jobs = store.list(states, limit=limit or None)
+    jobs = _refreshed(store, store.list(states, limit=limit or None))
     counts = store.counts()
     title = "jobs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
     table = Table(title=title, title_justify="left")
@@ -155,6 +173,44 @@ def list_jobs(
             f"{job.attempts}/{job.max_attempts}", _when(job.submitted_at), ", ".join(job.outputs),
         )  # fmt: skip
     console.print(table)
+
+
+def _refreshed(store: JobStore, jobs: list[JobRecord]) -> list[JobRecord]:
+    """Running cluster jobs brought up to date with Ray's view (one client per cluster)."""
+    live = [j for j in jobs if j.ray_submission_id and j.state in ("running", "cancelling")]
+    if not live:
+        return jobs
+    from datagen.jobs.ray_submit import cluster_client, refresh
+
+    clients: dict[str, object | None] = {}
+    fresh: dict[str, JobRecord] = {}
+    for job in live:
+        assert job.address is not None
+        if job.address not in clients:
+            try:
+                clients[job.address] = cluster_client(job.address)
+            except AssayError:
+                clients[job.address] = None  # unreachable: the store's view
+        if clients[job.address] is not None:
+            fresh[job.id] = refresh(store, job, clients[job.address])  # type: ignore[arg-type]
+    return [fresh.get(j.id, j) for j in jobs]
+
+
+def _again_on_cluster(job_id: str, *, bounded: bool) -> bool:
+    """Run a cluster job again on its cluster (a new Ray submission, same job id); False for a
+    local job."""
+    from datagen.jobs.store import JobState
+
+    store = _store()
+    job = store.get(job_id)
+    if not job.ray_submission_id or job.address is None:
+        return False
+    from datagen.jobs.ray_submit import submit_to_cluster
+
+    job = store.requeue(job_id, bounded=bounded, to_state=JobState.RUNNING)
+    job = submit_to_cluster(store, job, job.address, _registry_root())
+    console.print(f"{job.id}: submitted again to {job.address} (Ray job {job.ray_submission_id})")
+    return True
 
 
 @app.command("show")
@@ -189,6 +245,11 @@ def logs(
 
     store = _store()
     job = store.get(job_id)
+    if job.ray_submission_id:
+        from datagen.jobs.ray_submit import print_logs
+
+        print_logs(job, lambda text: console.out(text, end="", highlight=False), follow=follow)
+        return
     path = Path(job.log_path or "")
     offset = 0
     while True:
@@ -213,14 +274,25 @@ def logs(
 
 @app.command("cancel")
 def cancel(job_id: JobId) -> None:
-    """Cancel a queued job now, or a running one (its worker stops its processes)."""
-    job = _store().cancel(job_id)
+    """Cancel a queued job now, or a running one (its worker stops its processes; on a Ray
+    cluster, Ray's `stop_job`)."""
+    store = _store()
+    job = store.get(job_id)
+    if job.ray_submission_id and job.state not in ("succeeded", "failed", "cancelled"):
+        from datagen.jobs.ray_submit import cancel_on_cluster
+
+        job = cancel_on_cluster(store, job)
+        console.print(f"{job.id}: {job.state} (Ray job {job.ray_submission_id})")
+        return
+    job = store.cancel(job_id)
     console.print(f"{job.id}: {job.state}")
 
 
 @app.command("retry")
 def retry(job_id: JobId) -> None:
     """Queue a failed or cancelled job again under the same id (at most --max-attempts runs)."""
+    if _again_on_cluster(job_id, bounded=True):
+        return
     job = _store().requeue(job_id, bounded=True)
     console.print(f"{job.id}: queued again (attempt {job.attempts + 1} of {job.max_attempts})")
 
@@ -228,6 +300,8 @@ def retry(job_id: JobId) -> None:
 @app.command("resume")
 def resume(job_id: JobId) -> None:
     """Continue a killed or failed job: finished completions come from the LLM-call cache."""
+    if _again_on_cluster(job_id, bounded=False):
+        return
     job = _store().requeue(job_id, bounded=False)
     console.print(f"{job.id}: queued to resume")
 

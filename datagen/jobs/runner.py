@@ -32,9 +32,9 @@ HEARTBEAT_S = 5.0
 KILL_AFTER_OUTPUTS_ENV = "ASSAY_JOBS_KILL_AFTER_OUTPUTS"
 
 
-def load_frozen_spec(job: JobRecord) -> LoadedSpec:
+def load_frozen_spec(job: JobRecord, spec_dir: Path | None = None) -> LoadedSpec:
     """The job's spec as frozen at submit, with its overrides; relative paths in it resolve
-    against the original spec file's folder.
+    against the original spec file's folder, or `spec_dir` (its copy on a Ray cluster's node).
 
     Raises:
         AssayError: the frozen text no longer validates (e.g. a stage type since removed).
@@ -42,7 +42,7 @@ def load_frozen_spec(job: JobRecord) -> LoadedSpec:
     from datagen.recipes import expand_recipe
     from datagen.spec import pipeline_spec_model
 
-    path = Path(job.spec_path)
+    path = Path(job.spec_path) if spec_dir is None else spec_dir / Path(job.spec_path).name
     raw = yaml.safe_load(job.spec_text) or {}
     if not isinstance(raw, dict):
         raise AssayError(f"{path}: job {job.id}: the frozen spec is not a mapping")
@@ -74,6 +74,7 @@ def run_stored_job(
     *,
     address: str | None = None,
     num_cpus: int | None = None,
+    spec_dir: Path | None = None,
 ) -> JobState:
     """Run a claimed job to its end and record it; returns the final state.
 
@@ -100,7 +101,7 @@ def run_stored_job(
 
     try:
         registry = Registry(registry_root)
-        loaded = load_frozen_spec(job)
+        loaded = load_frozen_spec(job, spec_dir)
         extra_sources: list[str] = []
         if job.kind == "retry":
             from datagen.jobs.retry import retry_spec
@@ -180,10 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True)
     parser.add_argument("--registry", required=True)
     parser.add_argument("--address", default=None)
+    parser.add_argument(
+        "--spec-dir",
+        default=None,
+        help="The spec's folder as shipped to a Ray cluster (datagen.jobs.ray_submit).",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("LANCE_LOG", "error")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    state = run_stored_job(JobStore(args.store), args.job_id, args.registry, address=args.address)
+    spec_dir = None
+    if args.spec_dir:
+        from datagen.jobs.ray_submit import find_shipped_dir
+
+        spec_dir = find_shipped_dir(args.spec_dir)
+    state = run_stored_job(JobStore(args.store), args.job_id, args.registry, address=args.address,
+                           spec_dir=spec_dir)  # fmt: skip
     return 0 if state == JobState.SUCCEEDED else 1
 
 

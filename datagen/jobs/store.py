@@ -222,8 +222,13 @@ class JobStore:
         not_before: float | None = None,
         kind: str = "pipeline",
         parent: str | None = None,
+        state: JobState = JobState.QUEUED,
     ) -> JobRecord:
-        """Queue a job; its id is stable for its whole life, retries included."""
+        """Queue a job; its id is stable for its whole life, retries included.
+
+        A job submitted to a Ray cluster is stored `running` at once (`state`), so that no local
+        worker claims it; `start_on_cluster` then records its Ray submission.
+        """
         resources = resources or Resources()
         job_id = f"{name}-{uuid.uuid4().hex[:8]}"
         spec_hash = hashlib.sha256(spec_text.encode()).hexdigest()
@@ -239,7 +244,7 @@ class JobStore:
                 " every_s, not_before, parent) VALUES (" + ", ".join("?" * 20) + ")",
                 (
                     job_id, name, kind, spec_path, spec_text, spec_hash, json.dumps(overrides), priority,
-                    resources.cpus, resources.gpus, resources.memory_gb, after, JobState.QUEUED,
+                    resources.cpus, resources.gpus, resources.memory_gb, after, str(state),
                     max_attempts, time.time(), str(self.logs_dir / f"{job_id}.log"), address, every_s,
                     not_before, parent,
                 ),
@@ -365,11 +370,24 @@ class JobStore:
                 )
             return self._get(db, job_id)
 
-    def requeue(self, job_id: str, *, bounded: bool) -> JobRecord:
+    def start_on_cluster(self, job_id: str, *, address: str, submission_id: str) -> JobRecord:
+        """Record that a Ray cluster runs the job now (one more attempt), under `submission_id`."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?,"
+                " heartbeat_at = ?, finished_at = NULL, error = NULL, host = ?, pid = NULL, address = ?,"
+                " ray_submission_id = ?, log_path = NULL WHERE id = ?",
+                (time.time(), time.time(), f"ray cluster {address}", address, submission_id, job_id),
+            )
+            return self._get_checked(db, job_id)
+
+    def requeue(self, job_id: str, *, bounded: bool, to_state: JobState = JobState.QUEUED) -> JobRecord:
         """Queue a failed or cancelled job again under the same id.
 
         Args:
             bounded: Count against `max_attempts` (retry); a resume is not bounded.
+            to_state: `running` for a job that goes back to its Ray cluster (no local worker
+                may claim it in between).
 
         Raises:
             AssayError: the job is not failed or cancelled, or (bounded) has used its attempts.
@@ -384,8 +402,8 @@ class JobStore:
                     "`assay jobs resume` continues it anyway"
                 )
             db.execute(
-                "UPDATE jobs SET state = 'queued', finished_at = NULL, error = NULL, pid = NULL WHERE id = ?",
-                (job_id,),
+                "UPDATE jobs SET state = ?, finished_at = NULL, error = NULL, pid = NULL WHERE id = ?",
+                (str(to_state), job_id),
             )
             return self._get(db, job_id)
 
