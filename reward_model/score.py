@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,10 @@ def score_segments(
     batch_segments: int = 16,
     packing: bool = True,
     fill_target: float = 0.75,
+    on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Rewards of every segment, shape [tracks, segments], in the order given (whatever their
-    `index`)."""
+    `index`). `on_batch` receives the number of segments each forward pass scored."""
     if not segments:
         return torch.zeros(1, 0)
     model.eval()
@@ -43,6 +44,8 @@ def score_segments(
     for group in group_rows(rows, batch_segments):
         batch = collate(group, pad_id)
         out[:, batch.indices] = model(batch).float().cpu()
+        if on_batch is not None:
+            on_batch(len(batch.indices))
     return out
 
 

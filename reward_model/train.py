@@ -255,13 +255,19 @@ def load_backbone(prepared: PreparedRM) -> tuple[Any, Any]:
 
 
 def pair_rewards(
-    model: Any, tokenizer: Any, pairs: Sequence[RMPair], config: RMConfig
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[RMPair],
+    config: RMConfig,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[Any, list[TokenizedPair], dict[str, Any]]:
-    """Rewards [2, kept pairs] of pairs under one model, with the kept tokenized pairs."""
+    """Rewards [2, kept pairs] of pairs under one model, with the kept tokenized pairs.
+    `on_batch` receives the number of pairs each forward pass scored (for progress)."""
     tokenized, counts = tokenize_pairs(tokenizer, pairs, config.max_length, config.truncation, config.margin)
     rewards = score_segments(
         model, pair_segments(tokenized), tokenizer.pad_token_id, capacity=config.capacity,
         batch_segments=config.score_batch_pairs, packing=config.packing, fill_target=config.fill_target,
+        on_batch=on_batch,
     )  # fmt: skip
     return rewards, tokenized, counts.as_dict()
 

@@ -4,7 +4,8 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.common import console
+from assay.cli.common import console, err_console
+from assay.cli.progress import progress_display
 
 app = typer.Typer(help="Evaluate models on registered datasets.", no_args_is_help=True)
 
@@ -56,7 +57,11 @@ def eval_rm(
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rewards, tokenized, counts = pair_rewards(reward_model, tokenizer, pairs, config)
+    with progress_display(err_console if json_out else console) as progress:
+        task = progress.add_task("scoring", total=len(pairs), unit="pairs")
+        rewards, tokenized, counts = pair_rewards(
+            reward_model, tokenizer, pairs, config, on_batch=lambda n: progress.advance(task, n)
+        )
     report = evaluate_rewards(rewards[0], rewards[1], [p.label for p in tokenized], n_bins=bins)
     if json_out:
         console.print_json(json.dumps(report.as_dict() | {"data": counts, "invalid_dropped": dict(dropped)}))

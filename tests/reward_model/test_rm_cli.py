@@ -64,6 +64,7 @@ def test_train_rm_registers_lineage_and_eval_reports(tiny_model: Path, tmp_path:
     shown = assay(["eval", "rm", "tiny-rm", "--dataset", "tiny-rm-test@1"], env)
     assert shown.returncode == 0, shown.stderr
     assert "accuracy 100.0%" in shown.stdout and "ECE" in shown.stdout and "mean label" in shown.stdout
+    assert "scoring 6/6 pairs" in shown.stdout and "done in" in shown.stdout  # the progress line, piped
     as_json = json.loads(
         assay(["eval", "rm", "tiny-rm", "--dataset", "tiny-rm-test@1", "--json"], env).stdout
     )
