@@ -206,14 +206,17 @@ def test_vllm_pipeline_generates_reproducibly(
         assert len(completions) == 2
         for c in completions:
             assert c["model"] == str(vllm_tiny_model) and c["temperature"] == 1.0
-            # Only a repeated prompt may come from the cache (a0's completions, written first).
-            assert not c["cached"] or key in ("b0", "b2")
             assert c["prompt_tokens"] == prompt_tokens
             assert 1 <= c["completion_tokens"] <= MAX_TOKENS
             assert c["finish_reason"] in ("stop", "length")
             assert c["finish_reason"] == "stop" or c["completion_tokens"] == MAX_TOKENS
             assert c["latency_s"] > 0
 
+    # Only a repeated prompt comes from the cache, and one of each pair at most (Ray Data may run
+    # the second block first, so which one is not fixed).
+    cached_rows = {key for key, completions in first.items() if any(c["cached"] for c in completions)}
+    assert cached_rows <= {"a0", "b0", "a2", "b2"}
+    assert len(cached_rows & {"a0", "b0"}) <= 1 and len(cached_rows & {"a2", "b2"}) <= 1
     texts = {key: [c["text"] for c in completions] for key, completions in first.items()}
     assert sum(bool(text) for pair in texts.values() for text in pair) >= 8  # not a run of empty strings
     # A completion depends on its prompt and seed only, not on the batch it was generated in.
