@@ -2,7 +2,9 @@
 
 1. a fresh `docker run` per program (same image, same limits): the baseline;
 2. `docker exec` into warm containers;
-3. the assay sandbox: warm containers, each with the fork server (no exec per program);
+3. the assay sandbox: warm containers, each with the fork server (no exec per program); and
+   `sandbox.verify` through the same pool (per-test verdicts: the tests in a judge process, the
+   program apart), for the cost of per-test verdicts next to exit codes;
 4. plain `python3` subprocesses on the host, no isolation at all: the ceiling.
 
 Each program is prompt + canonical_solution + test + `check(entry_point)`; every verdict must be
@@ -27,9 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results_io import add_output_args, write_result  # noqa: E402
+
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.docker_backend import DockerSandbox  # noqa: E402
 from sandbox.execution import ExecRequest, Limits, Step  # noqa: E402
+from sandbox.verify import Job, verify  # noqa: E402
 
 HUMANEVAL = ROOT.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 LIMITS = Limits(wall_timeout_s=10, memory_mb=512, max_processes=64)
@@ -41,6 +46,21 @@ def load_programs(path: Path) -> list[str]:
         tasks = [json.loads(line) for line in f]
     return [
         f"{t['prompt']}{t['canonical_solution']}\n\n{t['test']}\n\ncheck({t['entry_point']})\n" for t in tasks
+    ]
+
+
+def load_jobs(path: Path) -> list[Job]:
+    """The same programs as `verify` jobs: prompt + canonical_solution against test + check."""
+    with gzip.open(path, "rt") as f:
+        tasks = [json.loads(line) for line in f]
+    return [
+        Job(
+            "python",
+            t["prompt"] + t["canonical_solution"],
+            f"{t['test']}\ncheck({t['entry_point']})\n",
+            False,
+        )
+        for t in tasks
     ]
 
 
@@ -69,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=HUMANEVAL)
-    parser.add_argument("--out", default="benchmarks/results/sandbox_throughput.json")
+    add_output_args(parser, "sandbox_throughput")
     parser.add_argument(
         "--skip-docker-run", action="store_true", help="Skip the slow fresh-container baseline."
     )
@@ -102,9 +122,17 @@ def main() -> None:
         )
         return sandbox.execute(request).ok
 
+    def verified(job: Job) -> bool:
+        return (
+            verify(sandbox, job.language, job.program, job.tests, extract=False, limits=LIMITS).status
+            == "passed"
+        )
+
     try:
         assay(programs[0])  # warm-up
         results["assay_fork_server"] = measure("assay sandbox (fork server)", programs, assay, args.workers)
+        jobs = load_jobs(args.data)
+        results["assay_verify"] = measure("assay verify (per test)", jobs, verified, args.workers)
     finally:
         sandbox.close()
     results["assay_fork_server"]["pool_start_s"] = pool_start_s
@@ -147,8 +175,14 @@ def main() -> None:
 
     ours = results["assay_fork_server"]["programs_per_s"]
     ratios = {
-        f"assay_vs_{k}": ours / v["programs_per_s"] for k, v in results.items() if k != "assay_fork_server"
+        f"assay_vs_{k}": ours / v["programs_per_s"]
+        for k, v in results.items()
+        if k not in ("assay_fork_server", "assay_verify")
     }
+    if "docker_run" in results:
+        ratios["verify_vs_docker_run"] = (
+            results["assay_verify"]["programs_per_s"] / results["docker_run"]["programs_per_s"]
+        )
     for key, ratio in ratios.items():
         print(f"{key}: {ratio:.2f}x")
     all_passed = all(r["passed"] == len(programs) for r in results.values())
@@ -163,8 +197,7 @@ def main() -> None:
         "ratios": ratios,
         "all_passed": all_passed,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    write_result(args, report)
     if not all_passed:
         sys.exit("some canonical programs did not pass")
 

@@ -68,7 +68,7 @@ def bwrap_command(config: SandboxConfig, uid: int) -> list[str]:
             raise SandboxError(f"bwrap_rootfs: {root} is not a directory")
         command += ["--ro-bind", str(root), "/"]
     limits = config.limits
-    command += ["--proc", "/proc", "--dev", "/dev"]
+    command += ["--proc", "/proc", "--dev", "/dev", "--mqueue", "/dev/mqueue"]  # so the server can wipe it
     for mount, size_mb in (
         ("/work", limits.workdir_mb),
         ("/tmp", config.tmp_mb),

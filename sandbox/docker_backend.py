@@ -300,6 +300,7 @@ def request_message(request: ExecRequest, call_grace_s: float) -> tuple[dict, li
                 "argv": list(s.argv),
                 "env": [list(kv) for kv in s.env],
                 "timeout_s": s.timeout_s,
+                "judge": list(s.judge),
             }
             for s in request.steps
         ],

@@ -36,6 +36,12 @@ class Step:
     stdin: bytes = b""  # fed to the process, then closed (tests can travel here, never on disk)
     env: tuple[tuple[str, str], ...] = ()  # added to a minimal PATH/HOME/LANG environment
     timeout_s: float | None = None  # overrides Limits.wall_timeout_s for this step
+    # A trusted peer that runs beside `argv` (the untrusted program) in the same step, under
+    # another uid where the sandbox can switch uids, never in the work directory: it gets the
+    # step's stdin and writes the step's stdout; `argv` gets no stdin and its output goes to the
+    # step's stderr; the two talk over descriptor 3 (a socket pair). The step ends when the peer
+    # exits, and its exit status is the step's. Empty: `argv` alone gets stdin and stdout.
+    judge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,13 @@ of the pid namespace this server may `kill(-1, SIGKILL)` everything but itself, 
 signal it back); after each request the work directory, /tmp, /dev/shm, /dev/mqueue and SysV IPC
 objects of the sandbox uid are wiped, so nothing leaks to the next request.
 
+A step may carry a trusted peer (`judge`, e.g. the Python harness's judge): forked beside the
+program as another uid (the sandbox uid + 100, when this server runs as root), in `/` rather than
+the work directory, with the step's stdin and stdout; the program gets /dev/null as stdin, the
+step's stderr as stdout and stderr, and a socket pair to the peer on descriptor 3. Processes of
+different uids cannot read each other's memory or descriptors, trace or signal each other, so
+what the peer writes on stdout is out of the program's reach.
+
 Standard library only: it runs under the image's python3 and is bind-mounted read-only, so
 editing it never forces an image rebuild. The host imports the message framing from here.
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import json
 import math
 import os
@@ -39,6 +47,9 @@ MAGIC = b"ASY1"
 MAX_HEADER = 16 << 20
 MAX_BLOB = 1 << 30
 WIPE_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+JUDGE_UID_OFFSET = 100  # sandbox uids are 20000-20099: their judges run as 20100-20199
+STEP_OOM_SCORE = 1000  # the OOM killer takes the program first...
+JUDGE_OOM_SCORE = 500  # ...then the judge, never the server
 READ_CHUNK = 1 << 16
 
 
@@ -116,6 +127,10 @@ class Server:
 
     def __init__(self, uid: int, workdir: str, memory_cgroup_dir: str = "/sys/fs/cgroup") -> None:
         self.uid = uid
+        # The trusted peer of a step (Step.judge) runs as another uid, so the program cannot read
+        # its memory or signal it; a jail of an unprivileged user has one uid only (the peer then
+        # protects itself by becoming non-dumpable).
+        self.judge_uid = uid + JUDGE_UID_OFFSET if os.getuid() == 0 else uid
         self.workdir = workdir
         self.oom_files = [
             os.path.join(memory_cgroup_dir, "memory", "memory.oom_control"),  # cgroup v1
@@ -178,9 +193,25 @@ class Server:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            self._exec_child(step["argv"], env, limits, timeout, (in_r, out_w, err_w))
+        judge = step.get("judge") or []
+        if judge:
+            # The trusted peer: another uid (where the server can switch), outside the work
+            # directory; it alone holds the step's stdin and stdout. The program gets no stdin,
+            # writes to stderr, and reaches the peer only through the socket pair on fd 3.
+            ours, theirs = socket.socketpair()
+            null = os.open(os.devnull, os.O_RDONLY)
+            # The judge needs no protection of its own when the program runs as another uid.
+            judge_env = {**env, "HOME": "/", "ASSAY_PROGRAM_UID": str(self.uid)}
+            pid = self._spawn(judge, judge_env, limits, timeout, (in_r, out_w, err_w, ours.fileno()),
+                              self.judge_uid, "/", JUDGE_OOM_SCORE)  # fmt: skip
+            self._spawn(step["argv"], env, limits, timeout, (null, err_w, err_w, theirs.fileno()),
+                        self.uid, self.workdir, STEP_OOM_SCORE)  # fmt: skip
+            ours.close()
+            theirs.close()
+            os.close(null)
+        else:
+            pid = self._spawn(step["argv"], env, limits, timeout, (in_r, out_w, err_w), self.uid,
+                              self.workdir, STEP_OOM_SCORE)  # fmt: skip
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         pidfd = os.pidfd_open(pid)
@@ -253,14 +284,29 @@ class Server:
         }
         return result, bytes(streams[out_r]), bytes(streams[err_r])
 
-    def _exec_child(self, argv: list[str], env: dict, limits: dict, timeout: float, fds: tuple) -> None:
+    def _spawn(
+        self, argv: list[str], env: dict, limits: dict, timeout: float, fds: tuple, uid: int, cwd: str,
+        oom_score: int,
+    ) -> int:  # fmt: skip
+        """Fork a child that execs `argv` as `uid` in `cwd` with `fds` as its descriptors 0, 1..."""
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            self._exec_child(argv, env, limits, timeout, fds, uid, cwd, oom_score)
+        return pid
+
+    def _exec_child(
+        self, argv: list[str], env: dict, limits: dict, timeout: float, fds: tuple, uid: int, cwd: str,
+        oom_score: int,
+    ) -> None:  # fmt: skip
         try:
             os.setsid()  # its own session and process group, killed as one on timeout
             with open("/proc/self/oom_score_adj", "w") as f:  # the OOM killer picks steps first
-                f.write("1000")
-            for target, fd in enumerate(fds):
+                f.write(str(oom_score))
+            # Out of the way first, so no source is overwritten by an earlier target.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+            for target, fd in enumerate(high):
                 os.dup2(fd, target)
-            os.closerange(3, 65536)
+            os.closerange(len(fds), 65536)
             cpu = limits.get("cpu_time_s") or math.ceil(timeout)
             cpu = max(1, math.ceil(cpu))
             memory = int(limits["memory_mb"]) << 20
@@ -277,8 +323,8 @@ class Server:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
-            self._drop_privileges()
-            os.chdir(self.workdir)
+            self._drop_privileges(uid)
+            os.chdir(cwd)
             os.execvpe(argv[0], argv, env)
         except BaseException as err:  # noqa: BLE001 - report anything, never return into the server
             with contextlib.suppress(OSError):
@@ -365,14 +411,14 @@ class Server:
                 os.setresgid(0, 0, 0)
         return error
 
-    def _drop_privileges(self) -> None:
-        """Become the sandbox uid with no supplementary groups (a jail of an unprivileged user
-        already runs as that uid and keeps it)."""
-        if os.getuid() == self.uid:
+    def _drop_privileges(self, uid: int) -> None:
+        """Become `uid` with no supplementary groups (a jail of an unprivileged user already
+        runs as its one uid and keeps it)."""
+        if os.getuid() == uid:
             return
         os.setgroups([])
-        os.setgid(self.uid)
-        os.setuid(self.uid)
+        os.setgid(uid)
+        os.setuid(uid)
 
     def oom_kills(self) -> int:
         """How many times the kernel's OOM killer struck in this sandbox's memory cgroup."""

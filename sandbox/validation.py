@@ -43,6 +43,8 @@ def validate_request(request: ExecRequest) -> None:
             raise InvalidRequest(
                 f"step {step.name!r}: argv must be non-empty strings without NUL: {step.argv!r}"
             )
+        if step.judge and not all(isinstance(a, str) and a and "\x00" not in a for a in step.judge):
+            raise InvalidRequest(f"step {step.name!r}: judge argv must be non-empty strings without NUL")
         if not isinstance(step.stdin, bytes | bytearray):
             raise InvalidRequest(f"step {step.name!r}: stdin must be bytes")
         if step.timeout_s is not None and step.timeout_s <= 0:

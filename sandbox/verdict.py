@@ -62,6 +62,12 @@ class Verdict:
         language: The runner's language name ("" when the language was unknown).
         backend: The sandbox backend that ran it ("docker", "bwrap"), "" when nothing ran.
         wall_s: Seconds the steps took inside the sandbox.
+        trust: Where the expected values were compared with the program's: "isolated" (on the
+            host, or in a judge process the program can neither read nor change: Python's unit
+            tests, stdio cases, SQL), "in_process" (assertions compiled or loaded into the
+            program's own process: C++, Java, Go, Rust, JavaScript and TypeScript unit tests; a
+            deliberate attack from inside that process can forge such a verdict, see
+            docs/sandbox.md), "" when nothing ran.
     """
 
     status: Status
@@ -70,6 +76,7 @@ class Verdict:
     language: str = ""
     backend: str = ""
     wall_s: float = 0.0
+    trust: str = ""
 
     @property
     def passed(self) -> int:
@@ -105,6 +112,7 @@ class Verdict:
             "language": self.language,
             "backend": self.backend,
             "wall_s": self.wall_s,
+            "trust": self.trust,
             "tests": [asdict(test) for test in self.tests],
         }
 
@@ -123,6 +131,7 @@ VERDICT_TYPE = pa.struct(
         ("language", pa.string()),
         ("backend", pa.string()),
         ("wall_s", pa.float64()),
+        ("trust", pa.string()),
         (
             "tests",
             pa.list_(pa.struct([("name", pa.string()), ("passed", pa.bool_()), ("message", pa.string())])),

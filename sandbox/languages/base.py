@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -68,6 +68,10 @@ class Plan:
         nonce: The secret that the harness's records must carry.
         compile_steps: Names of the steps whose failure is a compile error.
         stdio_cases: For the stdio format, the cases (their expected output stays on the host).
+        trust: Where the expected values are compared: "isolated" when out of the program's
+            reach (on the host, or in a judge process the program cannot read or change), or
+            "in_process" when the checks run inside the program's own process (see
+            `Verdict.trust`).
     """
 
     request: ExecRequest
@@ -75,6 +79,7 @@ class Plan:
     nonce: str
     compile_steps: tuple[str, ...] = ()
     stdio_cases: tuple[StdioCase, ...] = ()
+    trust: str = "in_process"
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,8 +135,6 @@ class Runner(ABC):
 
     def limits(self, limits: Limits) -> Limits:
         """The request's limits, adjusted to what this language's toolchain needs."""
-        from dataclasses import replace
-
         return replace(
             limits,
             memory_mb=max(limits.memory_mb, self.min_memory_mb),
@@ -187,7 +190,8 @@ class Runner(ABC):
             steps=(*compile_steps, run),
             limits=limits,
         )
-        return Plan(request, tuple(c.name for c in cases), nonce, tuple(s.name for s in compile_steps), cases)
+        names = tuple(c.name for c in cases)
+        return Plan(request, names, nonce, tuple(s.name for s in compile_steps), cases, trust="isolated")
 
     def judge(self, plan: Plan, result: ExecResult) -> Verdict | None:
         """A runner's own verdict for a result that compiled, or None for the generic judgement."""
@@ -262,7 +266,11 @@ def _why(step: StepResult) -> str:
 
 
 def judge(runner: Runner, plan: Plan, result: ExecResult) -> Verdict:
-    """Turn the sandbox's result for `plan` into a verdict."""
+    """Turn the sandbox's result for `plan` into a verdict (carrying the plan's `trust`)."""
+    return replace(_judge(runner, plan, result), trust=plan.trust)
+
+
+def _judge(runner: Runner, plan: Plan, result: ExecResult) -> Verdict:
     base = {"language": runner.name, "backend": result.backend, "wall_s": sum(s.wall_s for s in result.steps)}
     if result.error is not None:
         return Verdict("sandbox_error", message=result.error, **base)

@@ -14,7 +14,14 @@ import re
 
 from sandbox.execution import Limits, Step
 from sandbox.languages.base import InvalidInput, Plan, ProgramRejected, Runner, harness_source, new_nonce
-from sandbox.languages.clike import assertion_lines, find_statement_end, line_names, mask, split_message
+from sandbox.languages.clike import (
+    LineIndex,
+    assertion_lines,
+    find_statement_end,
+    line_names,
+    mask,
+    split_message,
+)
 from sandbox.languages.cpp import compile_and_forget
 
 JVM = (
@@ -43,6 +50,7 @@ _ASSERT = re.compile(r"\bassert\b")
 def rewrite_asserts(tests: str) -> str:
     """Every `assert cond [: message];` statement becomes `Assay.check((cond), LINE[, message]);`."""
     masked = mask(tests)
+    index = LineIndex(masked)
     pieces, position = [], 0
     for match in _ASSERT.finditer(masked):
         if match.start() < position:
@@ -51,7 +59,7 @@ def rewrite_asserts(tests: str) -> str:
         if end < 0:
             continue
         split = split_message(masked, match.end(), end)
-        line = masked.count("\n", 0, match.start()) + 1
+        line = index.line(match.start())
         condition = tests[match.end() : split if split >= 0 else end]
         message = f", {tests[split + 1 : end]}" if split >= 0 else ""
         # Newlines inside the statement are kept so later line numbers do not move.

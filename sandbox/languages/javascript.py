@@ -16,7 +16,7 @@ import re
 
 from sandbox.execution import ExecRequest, Limits, Step
 from sandbox.languages.base import Plan, Runner, harness_source, new_nonce
-from sandbox.languages.clike import assertion_lines, line_names, mask
+from sandbox.languages.clike import LineIndex, assertion_lines, line_names, mask
 from sandbox.languages.cpp import compile_and_forget
 
 NODE = ("node", "--max-old-space-size=256", "--stack-size=8192")
@@ -30,9 +30,10 @@ _EXPORT = re.compile(rf"^([ \t]*)export\s+(?:default\s+)?(?={_DECLARATION})", re
 def rewrite_asserts(tests: str) -> str:
     """`assert(` and `assert.name(` calls become `__assay(LINE)(` and `__assay(LINE).name(`."""
     masked = mask(tests, **MASK)
+    index = LineIndex(masked)
     pieces, position = [], 0
     for match in re.finditer(_ASSERT_CALL, masked):
-        line = masked.count("\n", 0, match.start()) + 1
+        line = index.line(match.start())
         pieces += [tests[position : match.start()], f"__assay({line})"]
         position = match.end()
     return "".join(pieces) + tests[position:]

@@ -83,7 +83,8 @@ class SqlRunner(Runner):
         cases = [
             {"expected": c["expected"], "ordered": bool(c.get("ordered", ordered))} for c in spec["cases"]
         ]
-        return Plan(request, names, nonce, notes={"sql_cases": cases})
+        # The expected rows stay here; the sandbox reports the query's rows.
+        return Plan(request, names, nonce, trust="isolated", notes={"sql_cases": cases})
 
     def plan_tests(self, code: str, tests: str, limits: Limits) -> Plan:  # pragma: no cover - plan() decides
         return self.plan(code, tests, limits)

@@ -2,6 +2,7 @@
 known-bad one fails exactly the tests it should, a compile error is a compile error (not a test
 failure), and a program that never ends is a timeout."""
 
+import random
 from dataclasses import dataclass
 
 import pytest
@@ -293,3 +294,22 @@ def test_multipl_e_test_snippets_run_as_written(docker_sandbox, language: str) -
     program, tests = MULTIPL_E[language]
     verdict = verify(docker_sandbox, language, program, tests, extract=False)
     assert verdict.status == "passed" and verdict.total == 2, verdict
+
+
+def test_a_600_kb_python_test_source_verifies_within_the_default_timeout(docker_sandbox) -> None:
+    # A public benchmark's extended inputs: 21 asserts over large literal lists. Preparing them
+    # once cost tests x source size (83 s on the host, and a timeout in the sandbox).
+    rng = random.Random(12)
+    values = [[rng.randrange(10**6) for _ in range(3_500)] for _ in range(21)]
+    tests = "def check(candidate):\n" + "".join(
+        f"    assert candidate({v!r}) == {sum(v)}\n" for v in values
+    ) + "\ncheck(total)\n"  # fmt: skip
+    assert len(tests) > 500_000
+    verdict = verify(
+        docker_sandbox, "python", "def total(values):\n    return sum(values)\n", tests, extract=False
+    )
+    assert (verdict.status, verdict.passed, verdict.total) == ("passed", 21, 21), verdict.message
+    wrong = verify(
+        docker_sandbox, "python", "def total(values):\n    return len(values)\n", tests, extract=False
+    )
+    assert (wrong.status, wrong.passed) == ("failed", 0)

@@ -9,10 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
+from timing import bound
 
+from sandbox.execution import Limits
 from sandbox.verify import Job, verify_many
 
 pytestmark = pytest.mark.docker
+# The slowest reference solution (MBPP's amicable numbers up to 9999) needs about 3 s of CPU: on a
+# loaded 2-core machine (load average 20 to 70) it took 10 to 30 s of wall time, past the default
+# 10 s. This test is about verdicts, not speed: a generous wall-clock limit, scaled like every bound.
+LIMITS = Limits(wall_timeout_s=bound(60))
 
 
 def humaneval_jobs(data: Path) -> tuple[list[Job], list[Job]]:
@@ -63,14 +69,16 @@ def test_reference_solutions_pass_and_broken_ones_fail(
 ) -> None:
     good, broken = (humaneval_jobs if benchmark == "humaneval" else mbpp_jobs)(shared_data)
     started = time.monotonic()
-    verdicts = verify_many(docker_sandbox, good, workers=docker_sandbox.config.pool_size)
+    verdicts = verify_many(docker_sandbox, good, workers=docker_sandbox.config.pool_size, limits=LIMITS)
     elapsed = time.monotonic() - started
     failures = [(i, v.status, v.message[:200], [t.message for t in v.tests if not t.passed][:2])
                 for i, v in enumerate(verdicts) if v.status != "passed"]  # fmt: skip
     assert not failures, failures
     rate = len(good) / elapsed
     print(f"{benchmark}: {len(good)} reference solutions verified in {elapsed:.1f} s ({rate:.1f}/s)")
-    broken_verdicts = verify_many(docker_sandbox, broken, workers=docker_sandbox.config.pool_size)
+    broken_verdicts = verify_many(
+        docker_sandbox, broken, workers=docker_sandbox.config.pool_size, limits=LIMITS
+    )
     passing = [i for i, v in enumerate(broken_verdicts) if v.status == "passed" or v.reward == 1.0]
     assert not passing, f"broken variants that pass: {passing}"
     assert all(v.status in ("failed", "runtime_error", "timeout") for v in broken_verdicts)

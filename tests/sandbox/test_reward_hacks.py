@@ -190,22 +190,30 @@ def test_unittest_reward_hacks_earn_nothing(docker_sandbox, hack: str) -> None:
 
 
 def test_arithmetic_and_harness_tampering_is_caught(docker_sandbox) -> None:
+    area_tests = "assert abs(area(1) - 3.14159) < 1e-3\n"
     subtract = (
         "class Z:\n    def __sub__(self, o):\n        return 0.0\n    __rsub__ = __sub__\n"
         "def area(r):\n    return Z()\n"
     )
-    verdict = verify(
-        docker_sandbox, "python", subtract, "assert abs(area(1) - 3.14159) < 1e-3\n", extract=False
-    )
-    assert verdict.passed == 0, verdict
-    # A test that hands the program a callable gives it the tests' globals: rebinding the
-    # harness's helpers there is detected after the check.
+    verdict = verify(docker_sandbox, "python", subtract, area_tests, extract=False)
+    assert (verdict.status, verdict.passed, verdict.total) == ("failed", 0, 1), verdict
+    assert "strict check" in verdict.tests[0].message
+    right_area = "def area(r):\n    return 3.14159 * r * r\n"
+    honest = verify(docker_sandbox, "python", right_area, area_tests, extract=False)
+    assert (honest.status, honest.passed, honest.total) == ("passed", 1, 1), honest
+    # A test that hands the program a callable gives it nothing of the tests: the callable is a
+    # handle to the judge's process, without globals to rebind.
+    apply_tests = "assert apply(lambda v: v, 2) == 4\n"
     tamper = (
         "def apply(fn, x):\n    fn.__globals__['_assay_v'] = lambda v: True\n"
         "    fn.__globals__['_assay_assert'] = lambda *a: None\n    return 0\n"
     )
-    verdict = verify(docker_sandbox, "python", tamper, "assert apply(lambda v: v, 2) == 4\n", extract=False)
-    assert verdict.passed == 0, verdict
+    verdict = verify(docker_sandbox, "python", tamper, apply_tests, extract=False)
+    assert (verdict.status, verdict.passed, verdict.total) == ("failed", 0, 1), verdict
+    assert "__globals__" in verdict.tests[0].message
+    right_apply = "def apply(fn, x):\n    return fn(x) * x\n"
+    honest = verify(docker_sandbox, "python", right_apply, apply_tests, extract=False)
+    assert (honest.status, honest.passed, honest.total) == ("passed", 1, 1), honest
 
 
 EARLY_EXIT = {
@@ -257,7 +265,10 @@ def test_javascript_patching_assert_and_primordials_fails(docker_sandbox) -> Non
         "assert.deepStrictEqual(answer(3), 9);\n"
     )
     verdict = verify(docker_sandbox, "javascript", program, tests, extract=False)
-    assert verdict.passed == 0, verdict
+    assert (verdict.status, verdict.passed, verdict.total) == ("failed", 0, 2), verdict
+    right = "function answer(x) { return x * x; }\n"
+    honest = verify(docker_sandbox, "javascript", right, tests, extract=False)
+    assert (honest.status, honest.passed, honest.total) == ("passed", 2, 2), honest
 
 
 MACRO_HACKS = {

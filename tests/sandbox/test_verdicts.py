@@ -2,6 +2,8 @@
 answered (crafted results: forged lines, missing completion records, kills, infrastructure errors)."""
 
 import json
+import marshal
+from dataclasses import asdict
 
 import pyarrow as pa
 import pytest
@@ -10,7 +12,7 @@ from sandbox.execution import ExecRequest, ExecResult, StepResult
 from sandbox.extract import extract_code
 from sandbox.harness.python_harness import prepare
 from sandbox.languages import get_runner, language_names
-from sandbox.verdict import VERDICT_TYPE, Verdict
+from sandbox.verdict import VERDICT_TYPE, TestResult, Verdict
 from sandbox.verify import verify
 
 PY = ("python", "py", "python3")
@@ -34,7 +36,9 @@ class CannedSandbox:
 
 
 def nonce_of(request: ExecRequest) -> str:
-    return json.loads(request.steps[-1].stdin)["nonce"]
+    stdin = request.steps[-1].stdin
+    # Python's judge reads a marshalled request (from the host: trusted plain values), the others JSON.
+    return (marshal.loads(stdin) if request.steps[-1].judge else json.loads(stdin))["nonce"]
 
 
 def run_result(stdout: bytes, exit_code: int | None = 0, **flags) -> ExecResult:  # noqa: ANN003
@@ -192,9 +196,17 @@ def test_python_discovery_names_every_test_kind() -> None:
 
 
 def test_verdict_rows_fit_the_arrow_type() -> None:
-    verdict = Verdict("failed", (), "m", "python", "docker", 0.1)
-    table = pa.table({"verdict": pa.array([verdict.to_row()], type=VERDICT_TYPE)})
-    assert table["verdict"][0].as_py()["status"] == "failed"
+    tests = (TestResult("test_1", True), TestResult("test_2", False, "AssertionError: add(2, 2) == 5 — ✗"))
+    verdicts = [Verdict("failed", tests, "m", "python", "docker", 0.1), Verdict("no_code")]
+    column = pa.array([v.to_row() for v in verdicts], type=VERDICT_TYPE)
+    # Every field, the per-test structs included, survives the round trip: a key the type lacks
+    # would be dropped and a field the row lacks would come back null, and either breaks equality.
+    assert column.to_pylist() == [v.to_row() for v in verdicts]
+    failed = column[0].as_py()
+    assert (failed["passed"], failed["total"]) == (1, 2)
+    assert failed["tests"][1] == {"name": "test_2", "passed": False, "message": tests[1].message}
+    assert column[1].as_py()["tests"] == []
+    assert set(VERDICT_TYPE.field("tests").type.value_type.names) == set(asdict(tests[0]))
 
 
 def test_a_program_that_clashes_with_its_tests_is_a_compile_error() -> None:
@@ -206,3 +218,30 @@ def test_a_program_that_clashes_with_its_tests_is_a_compile_error() -> None:
         sandbox, "java", "public class Main { static int f() { return 1; } }", tests, extract=False
     )
     assert (verdict.status, verdict.reward) == ("compile_error", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("language", "program", "tests", "trust"),
+    [
+        ("python", "def f(): return 1", TESTS, "isolated"),
+        ("python", "print(1)", '{"stdio": [{"stdin": "", "stdout": "1"}]}', "isolated"),
+        ("sql", "SELECT 1", {"cases": [{"expected": [[1]]}]}, "isolated"),
+        ("cpp", "int f() { return 1; }", "int main() {\n  assert(f() == 1);\n}\n", "in_process"),
+        ("javascript", "function f() { return 1; }", "assert.strictEqual(f(), 1);\n", "in_process"),
+    ],
+)
+def test_verdicts_say_where_the_expected_values_were_compared(language, program, tests, trust) -> None:  # noqa: ANN001
+    sandbox = CannedSandbox(lambda request: run_result(b""))
+    assert verify(sandbox, language, program, tests, extract=False).trust == trust
+    assert verify(sandbox, language, "", tests, extract=False).trust == ""  # nothing ran
+
+
+def test_python_tests_reach_only_the_judge() -> None:
+    sandbox = CannedSandbox(lambda request: run_result(b""))
+    verify(sandbox, "python", "def f(): return 1", TESTS, extract=False)
+    (step,) = sandbox.requests[0].steps
+    # The program's process gets its argv and the files; the tests and the nonce go to the
+    # judge's stdin; the judge's code comes on its own argv, not from a file the program can edit.
+    assert b"f() == 1" in step.stdin and nonce_of(sandbox.requests[0]).encode() in step.stdin
+    assert step.judge[:5] == ("python3", "-I", "-S", "-B", "-c") and step.judge[6] == "judge"
+    assert step.argv[-1] == "program" and all("f() == 1" not in part for part in step.argv + step.judge)
