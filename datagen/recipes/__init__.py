@@ -1,7 +1,7 @@
 """Recipes: typed functions that wire the stages of one method from their params.
 
 A spec names one as `recipe: {name: ..., params: {...}}` instead of listing `stages`. Importing
-this package registers the built-in recipes (the import line below).
+this package registers the built-in recipes (the import list below).
 """
 
 from pathlib import Path
@@ -11,7 +11,15 @@ from pydantic import ValidationError
 
 from assay.config import describe_validation_error
 from assay.errors import AssayError
-from datagen.recipes import arbitrage, best_of_n, code_repair, long_context, preambles, safety, verified_code  # noqa: F401 - they register their recipes
+from datagen.recipes import (  # noqa: F401 - each registers its recipe
+    arbitrage,
+    best_of_n,
+    code_repair,
+    long_context,
+    preambles,
+    safety,
+    verified_code,
+)
 from datagen.recipes.registry import register_recipe, registered_recipes
 
 __all__ = ["expand_recipe", "register_recipe", "registered_recipes"]

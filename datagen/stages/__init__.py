@@ -1,7 +1,7 @@
 """The stages: each module owns a spec and the stage built from it, registered by `type`.
 
-Importing this package registers the built-in stages (the import line below). Adding a stage is
-one new module with a `@register_stage` class plus its name on that line; see
+Importing this package registers the built-in stages (the import list below). Adding a stage is
+one new module with a `@register_stage` class plus its name in that list; see
 docs/architecture.md.
 """
 
@@ -10,7 +10,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assay.errors import AssayError
-from datagen.stages import code_problems, code_select, execute, fragment, generate, judge, language_check, personas, preambles, qa_select, rank_select, reformulate, render, repair, safety_select, score, select, sql_reference, synthesize_tests, teacher_pool, verify  # noqa: F401, E501 - they register
+from datagen.stages import (  # noqa: F401 - each registers its stage
+    code_problems,
+    code_select,
+    execute,
+    fragment,
+    generate,
+    judge,
+    language_check,
+    personas,
+    preambles,
+    qa_select,
+    rank_select,
+    reformulate,
+    render,
+    repair,
+    safety_select,
+    score,
+    select,
+    sql_reference,
+    synthesize_tests,
+    teacher_pool,
+    verify,
+)
 from datagen.stages.base import ERROR_COLUMNS, BuildContext, Stage, StageSpec
 from datagen.stages.registry import register_stage, registered_stages
 

@@ -144,7 +144,12 @@ def test_training_and_merging_report_progress_in_a_pipe(home: Path, tiny_model: 
     (home / "train.yaml").write_text(yaml.safe_dump(config))
     lines = ok("train", "sft", str(home / "train.yaml"), home=home).splitlines()
     (final,) = [line for line in lines if line.startswith("[") and "steps" in line]
-    assert re.search(r"sft (\d+)/\1 steps", final) and "tok/s" in final and "loss " in final and "done in" in final
+    assert (
+        re.search(r"sft (\d+)/\1 steps", final)
+        and "tok/s" in final
+        and "loss " in final
+        and "done in" in final
+    )
     merge = {"method": "linear", "models": [{"model": "math-expert", "weight": 0.5},
              {"model": "progress-expert", "weight": 0.5}]}  # fmt: skip
     (home / "merge.yaml").write_text(yaml.safe_dump(merge))
