@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from assay.cli.common import console
+from assay.cli.output import JsonOption, emit_json
 from assay.errors import AssayError
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def schedule(
 def list_jobs(
     state: Annotated[list[str] | None, typer.Option(help="Only jobs in this state (repeatable).")] = None,
     limit: Annotated[int, typer.Option(help="Newest N jobs (0: all).")] = 50,
+    as_json: JsonOption = False,
 ) -> None:
     """Jobs, newest first, with their state and progress."""
     from datagen.jobs.store import JobState
@@ -161,6 +163,9 @@ def list_jobs(
     store = _store()
     jobs = _refreshed(store, store.list(states, limit=limit or None))
     counts = store.counts()
+    if as_json:
+        emit_json({"counts": counts, "jobs": jobs})
+        return
     title = "jobs: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet")
     table = Table(title=title, title_justify="left")
     table.add_column("id", no_wrap=True)  # ids are typed back into commands: never cut
@@ -214,11 +219,14 @@ def _again_on_cluster(job_id: str, *, bounded: bool) -> bool:
 
 
 @app.command("show")
-def show(job_id: JobId) -> None:
+def show(job_id: JobId, as_json: JsonOption = False) -> None:
     """Everything the store records about a job."""
     import yaml
 
     job = _store().get(job_id)
+    if as_json:
+        emit_json(job)
+        return
     fields = {
         "id": job.id, "name": job.name, "state": job.state.value, "priority": job.priority,
         "resources": job.resources.describe(), "after": job.after,

@@ -1,6 +1,7 @@
 """The job store and worker: concurrent submitters lose nothing, priorities then FIFO, bad
 specs and oversized requests refused at submit, cancel and retry under the same id."""
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -154,3 +155,8 @@ def test_a_bad_spec_or_an_oversized_request_is_refused_in_one_line(tmp_path: Pat
     assert ok.returncode == 0 and "queued tiny-" in ok.stdout
     listed = run_cli("jobs", "list", registry=reg)
     assert "1 queued" in listed.stdout and "tiny-" in listed.stdout
+    as_json = json.loads(run_cli("jobs", "list", "--json", registry=reg).stdout)
+    assert as_json["counts"] == {"queued": 1} and as_json["jobs"][0]["priority"] == 3
+    (job,) = as_json["jobs"]
+    shown = json.loads(run_cli("jobs", "show", job["id"], "--json", registry=reg).stdout)
+    assert shown["id"] == job["id"] and shown["state"] == "queued" and shown["spec_hash"] == job["spec_hash"]
