@@ -1,10 +1,11 @@
 """`assay data`: inspect, tag, compare, export, import and clean up registry datasets."""
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
 import typer
 from rich.table import Table
 from rich.tree import Tree
@@ -12,6 +13,9 @@ from rich.tree import Tree
 from assay.cli.common import console, open_model_store, open_registry
 from assay.cli.output import JsonOption, emit_json, emit_jsonl, emit_table
 from assay.errors import AssayError
+
+if TYPE_CHECKING:  # imported where used, so `assay --help` stays fast
+    import pyarrow as pa
 
 app = typer.Typer(help="Versioned datasets in the registry.", no_args_is_help=True)
 
@@ -248,7 +252,7 @@ def diff(
 @app.command("lineage")
 def lineage(ref: Ref, as_json: JsonOption = False) -> None:
     """The graph back to the sources: jobs, specs, models and source dataset versions."""
-    from datasets_registry.lineage import Lineage, LineageNode, lineage_graph
+    from datasets_registry.lineage import Lineage, lineage_graph
 
     registry = open_registry()
     root = registry.open(ref)
@@ -259,26 +263,14 @@ def lineage(ref: Ref, as_json: JsonOption = False) -> None:
         except Exception:  # noqa: BLE001 - a removed or foreign source is shown as such
             return None
 
-    def add(tree: Tree, node: LineageNode) -> None:
-        if node.lineage is None:
-            tree.add(f"[red]{node.ref}[/] (not in this registry)")
-            return
-        branch = tree.add(f"[bold]{node.ref}[/]  job {node.lineage.job_id or '-'}")
-        if node.lineage.pipeline:
-            branch.add(f"pipeline {node.lineage.pipeline} (spec {node.lineage.spec_hash or '-':.16})")
-        for model in node.lineage.models:
-            branch.add(f"model {model}")
-        for file in node.files:
-            branch.add(f"file {file}")
-        for parent in node.parents:
-            add(branch, parent)
-
     graph = lineage_graph(root.ref, lookup)
     if as_json:
         emit_json(graph)
         return
+    from assay.cli.render import add_lineage
+
     tree = Tree(f"lineage of {root.ref}")
-    add(tree, graph)
+    add_lineage(tree, graph)
     console.print(tree)
 
 

@@ -9,6 +9,7 @@ from rich.tree import Tree
 
 from assay.cli.common import console, open_model_store, open_registry
 from assay.cli.output import JsonOption, emit_json, emit_table
+from assay.cli.render import add_lineage
 
 if TYPE_CHECKING:
     from datasets_registry import Registry
@@ -99,23 +100,7 @@ def _add_model(tree: Tree, node: dict[str, Any]) -> None:
     for child in node["inputs"]:
         _add_model(branch, child)
     for dataset in node["datasets"]:
-        _add_dataset(branch, dataset)
-
-
-def _add_dataset(tree: Tree, node: Any) -> None:
-    if node.lineage is None:
-        tree.add(f"dataset {node.ref} (not in this registry)")
-        return
-    job = f"job {node.lineage.job_id}" if node.lineage.job_id else "imported"
-    branch = tree.add(f"dataset [bold]{node.ref}[/]  {job}")
-    if node.lineage.pipeline:
-        branch.add(f"pipeline {node.lineage.pipeline} (spec {(node.lineage.spec_hash or '-')[:16]})")
-    for model in node.lineage.models:
-        branch.add(f"model {model}")
-    for file in node.files:
-        branch.add(f"file {file}")
-    for parent in node.parents:
-        _add_dataset(branch, parent)
+        add_lineage(branch, dataset, prefix="dataset ")
 
 
 @app.command("show")

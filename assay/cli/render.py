@@ -13,9 +13,11 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 if TYPE_CHECKING:
     from datasets_registry.diff import DatasetDiff
+    from datasets_registry.lineage import LineageNode
     from datasets_registry.stats import DatasetStats, Histogram
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -167,3 +169,21 @@ def render_diff(diff: DatasetDiff) -> list[RenderableType]:
         figures.add_row(f"mean: {delta.name}", _figure(delta.old), _figure(delta.new), _signed(delta.delta))
     out.append(figures)
     return out
+
+
+def add_lineage(tree: Tree, node: LineageNode, prefix: str = "") -> None:
+    """Add a dataset version's lineage graph under `tree`: its job, pipeline and spec, models,
+    files and, recursively, the versions it was made from. `prefix` labels each version
+    (e.g. "dataset ")."""
+    if node.lineage is None:
+        tree.add(f"{prefix}[red]{node.ref}[/] (not in this registry)")
+        return
+    branch = tree.add(f"{prefix}[bold]{node.ref}[/]  job {node.lineage.job_id or '- (imported)'}")
+    if node.lineage.pipeline:
+        branch.add(f"pipeline {node.lineage.pipeline} (spec {(node.lineage.spec_hash or '-')[:16]})")
+    for model in node.lineage.models:
+        branch.add(f"model {model}")
+    for file in node.files:
+        branch.add(f"file {file}")
+    for parent in node.parents:
+        add_lineage(branch, parent, prefix)
