@@ -21,3 +21,14 @@ def model_store_dir() -> Path:
 def default_registry_root() -> str:
     """The dataset registry used when none is named."""
     return os.environ.get("ASSAY_REGISTRY") or str(assay_home() / "registry")
+
+
+def eval_data_dir() -> Path:
+    """The folder of the public evaluation data (HumanEval, MGSM, m-IFEval, XSTest, LEval).
+
+    `ASSAY_EVAL_DATA` names it; the default is `shared/data` beside the project's checkout.
+    """
+    named = os.environ.get("ASSAY_EVAL_DATA")
+    if named:
+        return Path(named).expanduser()
+    return Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -2,7 +2,7 @@
 
     python examples/multilingual/register_m_ifeval.py [--data ../shared/data] [--registry ROOT]
 
-The evaluation split is fixed and recorded in datagen/seeds/m_ifeval_heldout.json: per language,
+The evaluation split is fixed and recorded in eval_sets/splits/m_ifeval_heldout.json: per language,
 `random.Random(0).sample(sorted(keys), round(0.4 * len(keys)))`. Those prompts are never
 generated from. Writes to the registry ($ASSAY_REGISTRY or ~/.cache/assay/registry):
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[2]
-HELDOUT_FILE = ROOT / "datagen" / "seeds" / "m_ifeval_heldout.json"
+HELDOUT_FILE = ROOT / "eval_sets" / "splits" / "m_ifeval_heldout.json"
 LANGUAGES = ("en", "es", "fr", "ja")
 HELDOUT_FRACTION = 0.4
 

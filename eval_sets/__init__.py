@@ -1,0 +1,48 @@
+"""The fixed evaluation sets: what is measured, and what training data must never contain.
+
+Each set is read from the public data folder (`assay.settings.eval_data_dir()`, `ASSAY_EVAL_DATA`)
+through one loader that returns typed items with stable ids. Splits are fixed and recorded in
+this package (`splits/`), never drawn at run time, so every run measures the same items.
+
+- `ifeval`: the held-out 40 % of m-IFEval (en, es, fr, ja; `splits/m_ifeval_heldout.json`);
+  the other 60 % may be generated from.
+- `humaneval`: all 164 HumanEval problems.
+- `mgsm`: the 250 MGSM problems in each of its 11 languages.
+- `xstest`: XSTest's 250 safe and 200 unsafe prompts.
+- `leval`: LEval's questions (decontamination only; no suite scores them yet).
+
+`identity(name)` names the exact bytes a set was read from (files and split, sha256), so a
+result can record which version of a set it measured.
+"""
+
+from eval_sets.loaders import (
+    EVAL_SETS,
+    EvalDataError,
+    HumanEvalItem,
+    IFEvalItem,
+    MGSMItem,
+    XSTestItem,
+    identity,
+    load_humaneval,
+    load_ifeval,
+    load_leval_questions,
+    load_mgsm,
+    load_xstest,
+    texts_for_decontamination,
+)
+
+__all__ = [
+    "EVAL_SETS",
+    "EvalDataError",
+    "HumanEvalItem",
+    "IFEvalItem",
+    "MGSMItem",
+    "XSTestItem",
+    "identity",
+    "load_humaneval",
+    "load_ifeval",
+    "load_leval_questions",
+    "load_mgsm",
+    "load_xstest",
+    "texts_for_decontamination",
+]

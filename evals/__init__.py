@@ -1,0 +1,1 @@
+"""Evaluation harness: suites that score a model on the fixed evaluation sets (eval_sets)."""
