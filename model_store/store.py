@@ -7,6 +7,7 @@ No hub is contacted: embedded models come from PyPI packages that carry their we
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import shutil
@@ -52,6 +53,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "assay_model.json"
+# Evaluation runs of a stored model, one JSON object a line, appended (never rewritten).
+EVALS_FILE = "assay_evals.jsonl"
 
 
 class ModelLineage(BaseModel):
@@ -184,6 +187,33 @@ class ModelStore:
         if not moved:
             shutil.rmtree(folder)
         return target
+
+    def add_eval(self, name: str, run: dict[str, Any]) -> None:
+        """Append one evaluation run (a JSON object) to a stored model's evaluation log.
+
+        One `write` of one line under an exclusive lock: concurrent evaluations of one model
+        each land whole, and a killed writer leaves at most its own partial line, which
+        `evals` skips.
+        """
+        self.record(name)  # a clear error for an unknown model
+        line = (json.dumps(run, allow_nan=True) + "\n").encode()
+        with open(self.path(name) / EVALS_FILE, "ab") as log:
+            fcntl.flock(log, fcntl.LOCK_EX)
+            log.write(line)
+
+    def evals(self, name: str) -> list[dict[str, Any]]:
+        """The evaluation runs of a stored model, oldest first."""
+        self.record(name)
+        log = self.path(name) / EVALS_FILE
+        if not log.is_file():
+            return []
+        runs = []
+        for line in log.read_text().splitlines():
+            try:
+                runs.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a killed writer
+        return runs
 
     def resolve(self, ref: str) -> ResolvedModel:
         """Resolve a store name, an HF folder or a GGUF file; raise ModelStoreError otherwise."""
