@@ -1,0 +1,1 @@
+"""The whole post-training loop from one spec: data, experts, merge, evaluation, gates."""

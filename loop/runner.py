@@ -1,0 +1,280 @@
+"""Run a loop spec step by step, saving each finished step, resuming after the last one.
+
+Steps, in order (each a key of the saved state):
+
+- `data:NAME`: run the pipeline, register its outputs; result: {dataset: ref} and the job id;
+- `eval:start`: the start model on the suite;
+- `expert:NAME`: refuse a contaminated dataset, train, register `<loop>-NAME`; `eval:NAME`;
+- `merge`: the linear soup `<loop>-soup` (two or more experts); `eval:soup`; with
+  `leave_one_out`, `merge:without-NAME` and `eval:without-NAME` for each expert;
+- `gates`: every gate, reported; with `enforce`, a failed gate fails the step.
+
+The final model is the soup, or the only expert. A failed step leaves every finished one
+recorded (and its artifacts registered); `resume` runs the failed step again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from datasets_registry import Registry
+from loop.gates import Gate, Summary, expert_beats_start, final_at_least_start, soup_keeps_gain
+from loop.spec import EvaluationSpec, ExpertStep, LoopSpec, LoopSpecError
+from loop.state import LoopState, StepRecord, save_state
+from model_store import ModelStore
+
+Evaluate = Callable[[str, EvaluationSpec], Summary]
+Log = Callable[[str], None]
+
+
+class LoopStepError(LoopSpecError):
+    """A step failed; the loop state records it and `assay loop resume` retries it."""
+
+
+@dataclass
+class LoopContext:
+    """What the steps use: the registry, the model store, the evaluator and where state goes."""
+
+    registry: Registry
+    store: ModelStore
+    home: Path
+    evaluate: Evaluate
+    log: Log = print
+    use_cache: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    name, _, version = ref.partition("@")
+    return name, version or "latest"
+
+
+def data_outputs(spec: LoopSpec, spec_dir: Path) -> dict[str, str]:
+    """Dataset name → the data step that produces it (each pipeline spec is loaded and checked)."""
+    from datagen.spec import load_spec
+
+    produced: dict[str, str] = {}
+    for step in spec.data:
+        loaded = load_spec(_resolve(spec_dir, step.pipeline), step.set)
+        for output in loaded.spec.outputs:
+            produced[output.dataset] = step.name
+    return produced
+
+
+def _resolve(spec_dir: Path, relative: str) -> Path:
+    path = Path(relative).expanduser()
+    return path if path.is_absolute() else spec_dir / path
+
+
+def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming: bool = False) -> None:
+    """Refuse, before any step runs, a loop naming an unknown model, dataset, pipeline or field.
+
+    Raises:
+        AssayError: the first problem, in one line.
+    """
+    import eval_sets
+    from trainer.config import TrainConfig
+
+    context.store.resolve(spec.start)
+    for suite in spec.evaluation.suites:
+        eval_sets.identity(suite)  # the evaluation data is there
+    produced = data_outputs(spec, spec_dir)
+    for expert in spec.experts:
+        name, version = _split_ref(expert.dataset)
+        where = f"experts.{expert.name}.dataset"
+        if name in produced:
+            if version != "latest":
+                raise LoopSpecError(
+                    f"{where}: {expert.dataset!r} is produced by data step {produced[name]!r}; "
+                    f"name it {name}@latest"
+                )
+        else:
+            try:
+                context.registry.open(expert.dataset)
+            except Exception as err:
+                raise LoopSpecError(f"{where}: {err}") from err
+        try:
+            TrainConfig.model_validate(
+                {
+                    **expert.train,
+                    "model": spec.start,
+                    "dataset": f"{name}@1",
+                    "output": spec.model_name(expert.name),
+                }
+            )
+        except ValueError as err:
+            first = str(err).splitlines()
+            raise LoopSpecError(f"experts.{expert.name}.train: {' '.join(first[1:3]) or err}") from err
+        model = spec.model_name(expert.name)
+        if context.store.has(model) and not resuming:
+            raise LoopSpecError(f"a model named {model!r} is already stored: rename the loop or remove it")
+
+
+def run_loop(spec: LoopSpec, state: LoopState, context: LoopContext) -> LoopState:
+    """Run every step not yet done, saving the state after each.
+
+    Raises:
+        LoopStepError: a step failed (recorded in the state).
+    """
+    spec_dir = Path(state.spec_dir)
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    for data in spec.data:
+        steps.append((f"data:{data.name}", lambda d=data: _run_data(d, spec_dir, context)))
+    steps.append(("eval:start", lambda: _evaluate(spec.start, spec, context)))
+    for expert in spec.experts:
+        steps.append((f"expert:{expert.name}", lambda e=expert: _train_expert(e, spec, state, context)))
+        steps.append(
+            (f"eval:{expert.name}", lambda e=expert: _evaluate(spec.model_name(e.name), spec, context))
+        )
+    if spec.merge is not None:
+        steps.append(("merge", lambda: _merge(spec, None, context)))
+        steps.append(("eval:soup", lambda: _evaluate(spec.model_name("soup"), spec, context)))
+        if spec.merge.leave_one_out:
+            for expert in spec.experts:
+                role = f"without-{expert.name}"
+                steps.append((f"merge:{role}", lambda e=expert: _merge(spec, e.name, context)))
+                steps.append((f"eval:{role}", lambda r=role: _evaluate(spec.model_name(r), spec, context)))
+    steps.append(("gates", lambda: _gates(spec, state)))
+    for step, run in steps:
+        if state.done(step):
+            continue
+        context.log(f"step {step}")
+        started = time.monotonic()
+        try:
+            result = run()
+        except Exception as err:
+            state.steps[step] = StepRecord(
+                "failed", error=f"{type(err).__name__}: {err}", wall_s=_since(started)
+            )
+            save_state(context.home, state)
+            raise LoopStepError(f"loop {spec.name}: step {step} failed: {err}") from err
+        state.steps[step] = StepRecord(
+            "done", result, wall_s=_since(started), finished_at=datetime.now(UTC).isoformat()
+        )
+        save_state(context.home, state)
+    return state
+
+
+def final_model(spec: LoopSpec) -> str:
+    """The loop's final model: the soup, or the only expert."""
+    return spec.model_name("soup" if spec.merge is not None else spec.experts[0].name)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 2)
+
+
+def _run_data(step: Any, spec_dir: Path, context: LoopContext) -> dict[str, Any]:
+    from datagen.job import prepare_job, run_job
+    from datagen.spec import load_spec
+
+    loaded = load_spec(_resolve(spec_dir, step.pipeline), step.set)
+    job = prepare_job(loaded, context.registry, context.store, use_cache=context.use_cache)
+    report = run_job(job, context.registry, log=context.log)
+    return {
+        "job_id": report.job_id,
+        "outputs": {output.ref.partition("@")[0]: output.ref for output in report.outputs},
+        "rows_in": report.rows_in,
+        "rows_failed": report.rows_failed,
+    }
+
+
+def _dataset_ref(expert: ExpertStep, spec: LoopSpec, state: LoopState) -> str:
+    """The exact version an expert trains on: a data step's output as registered, else as named."""
+    name, _ = _split_ref(expert.dataset)
+    for data in spec.data:
+        outputs = state.result(f"data:{data.name}")["outputs"] if state.done(f"data:{data.name}") else {}
+        if name in outputs:
+            return outputs[name]
+    return expert.dataset
+
+
+def _train_expert(
+    expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopContext
+) -> dict[str, Any]:
+    from eval_sets.contamination import check_dataset
+
+    from trainer.config import TrainConfig
+    from trainer.run import prepare_training, run_training
+
+    version = context.registry.open(_dataset_ref(expert, spec, state))
+    report = check_dataset(version)
+    report.refuse_above(spec.gates.max_contamination)
+    output = spec.model_name(expert.name)
+    if context.store.has(output):  # registered by a run killed before it saved the step
+        record = context.store.record(output)
+        if record.get("lineage", {}).get("datasets") == [version.ref]:
+            return {"model": output, "dataset": version.ref, "adopted": True}
+        raise LoopStepError(f"a model named {output!r} is stored but was not trained on {version.ref}")
+    config = TrainConfig.model_validate(
+        {**expert.train, "model": spec.start, "dataset": version.ref, "output": output}
+    )
+    result = run_training(
+        prepare_training(config, context.registry, context.store), context.store, log=context.log
+    )
+    return {
+        "model": result.name,
+        "dataset": version.ref,
+        "contaminated_rows": report.flagged_rows,
+        "metrics": result.metrics,
+    }
+
+
+def _merge(spec: LoopSpec, without: str | None, context: LoopContext) -> dict[str, Any]:
+    from trainer.merging.schemes import merge_linear_to_store
+
+    assert spec.merge is not None
+    experts = [e.name for e in spec.experts]
+    weights = spec.merge.weights or [1.0 / len(experts)] * len(experts)
+    if without is not None:
+        kept = [i for i, name in enumerate(experts) if name != without]
+        rest = sum(weights[i] for i in kept)
+        experts, weights = [experts[i] for i in kept], [weights[i] / rest for i in kept]
+    name = spec.model_name("soup" if without is None else f"without-{without}")
+    if not context.store.has(name):
+        merge_linear_to_store(
+            context.store, [spec.model_name(e) for e in experts], weights, name=name, normalize=True
+        )
+    return {"model": name, "experts": experts, "weights": weights}
+
+
+def _evaluate(model: str, spec: LoopSpec, context: LoopContext) -> dict[str, Any]:
+    return {"model": model, "suites": context.evaluate(model, spec.evaluation)}
+
+
+def _summary(state: LoopState, role: str) -> Summary:
+    return state.result(f"eval:{role}")["suites"]
+
+
+def _gates(spec: LoopSpec, state: LoopState) -> dict[str, Any]:
+    start = _summary(state, "start")
+    gates: list[Gate] = []
+    for expert in spec.experts:
+        gates.append(expert_beats_start(expert.name, expert.domain, start, _summary(state, expert.name)))
+    if spec.merge is not None:
+        soup = _summary(state, "soup")
+        for expert in spec.experts:
+            gates.append(
+                soup_keeps_gain(
+                    expert.name,
+                    expert.domain,
+                    start,
+                    _summary(state, expert.name),
+                    soup,
+                    spec.gates.soup_keeps,
+                )
+            )
+    final = _summary(state, "soup" if spec.merge is not None else spec.experts[0].name)
+    gates += [final_at_least_start(suite, start, final) for suite in spec.evaluation.suites]
+    failed = [gate for gate in gates if not gate.passed]
+    if failed and spec.gates.enforce:
+        raise LoopStepError("; ".join(f"{g.name}: {g.detail}" for g in failed))
+    return {
+        "final": final_model(spec),
+        "gates": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in gates],
+    }

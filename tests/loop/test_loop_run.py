@@ -1,0 +1,152 @@
+"""The loop end to end on a tiny random model: data → two experts → soup → evaluation → gates,
+and a loop that fails half-way resumes without redoing its finished steps."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from assay.cli.main import app
+from datasets_registry import Registry
+from loop.evaluation import evaluate_summary
+from loop.runner import LoopContext, LoopStepError, check_loop, run_loop
+from loop.spec import EvaluationSpec, load_loop_spec
+from loop.state import LoopState, load_state
+from model_store import ModelStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "datagen" / "seeds" / "ifeval_multilingual.jsonl"
+
+
+def write_loop(tmp_path: Path, model: Path) -> Path:
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:6]]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    (tmp_path / "t.j2").write_text("{{ prompt }}\n")
+    pipeline = {
+        "name": "tiny-bon",
+        "source": {"path": "rows.jsonl"},
+        "stages": [
+            {"type": "render", "name": "render", "template": "t.j2"},
+            {"type": "generate", "name": "generate",
+             "engine": {"model": str(model), "batch_size": 6, "torch_threads": 1},
+             "sampling": {"n": 2, "temperature": [0.5, 1.0], "max_tokens": 8}},
+            {"type": "ifeval_verify", "name": "verify"},
+            {"type": "best_of_n", "name": "select"},
+        ],
+        "outputs": [{"dataset": "tiny-sft", "kind": "sft"}],
+    }  # fmt: skip
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, allow_unicode=True))
+    train = {"max_steps": 2, "max_length": 256, "micro_batch_size": 2, "torch_threads": 1}
+    loop = {
+        "name": "tiny-loop",
+        "start": str(model),
+        "evaluation": {"suites": ["ifeval", "xstest"], "limit": 2, "max_tokens": 8},
+        "data": [{"name": "bon", "pipeline": "pipeline.yaml"}],
+        "experts": [
+            {"name": "a", "domain": "ifeval", "dataset": "tiny-sft@latest", "train": train},
+            {"name": "b", "domain": "xstest", "dataset": "tiny-sft@latest", "train": train | {"seed": 1}},
+        ],
+        "merge": {},
+    }
+    path = tmp_path / "loop.yaml"
+    path.write_text(yaml.safe_dump(loop))
+    return path
+
+
+def context(registry: Registry, store: ModelStore, home: Path, evaluate=evaluate_summary) -> LoopContext:  # noqa: ANN001
+    return LoopContext(registry=registry, store=store, home=home, evaluate=evaluate, log=lambda _: None)
+
+
+def test_a_loop_runs_end_to_end_and_resumes_after_a_failed_step(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None, shared_data: Path
+) -> None:
+    home = tmp_path / "assay-home"
+    store = ModelStore(home / "models")
+    spec_path = write_loop(tmp_path, tiny_model)
+    spec, raw = load_loop_spec(spec_path)
+    calls: list[str] = []
+
+    def failing_on_b(model: str, evaluation: EvaluationSpec) -> dict:
+        calls.append(model)
+        if model == "tiny-loop-b":
+            raise RuntimeError("the evaluation machine went away")
+        return evaluate_summary(model, evaluation)
+
+    check_loop(spec, tmp_path, context(registry, store, home))
+    state = LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path))
+    with pytest.raises(LoopStepError, match="step eval:b failed: the evaluation machine went away"):
+        run_loop(spec, state, context(registry, store, home, failing_on_b))
+    saved = load_state(home, "tiny-loop")
+    assert [s for s, r in saved.steps.items() if r.status == "done"] == [
+        "data:bon", "eval:start", "expert:a", "eval:a", "expert:b",
+    ]  # fmt: skip
+    assert saved.steps["eval:b"].status == "failed"
+    trained_a = store.record("tiny-loop-a")["created_at"]
+
+    # Resume (as `assay loop resume` does): only the failed step and those after it run.
+    resumed: list[str] = []
+
+    def recording(model: str, evaluation: EvaluationSpec) -> dict:
+        resumed.append(model)
+        return evaluate_summary(model, evaluation)
+
+    check_loop(spec, tmp_path, context(registry, store, home), resuming=True)
+    state = run_loop(spec, saved, context(registry, store, home, recording))
+    assert all(record.status == "done" for record in state.steps.values())
+    assert resumed == ["tiny-loop-b", "tiny-loop-soup"]  # start, a: not evaluated again
+    assert [v.version for v in registry.versions("tiny-sft")] == [1]  # the data job ran once
+    assert store.record("tiny-loop-a")["created_at"] == trained_a  # expert a not retrained
+
+    sft_ref = state.result("data:bon")["outputs"]["tiny-sft"]
+    assert store.record("tiny-loop-a")["lineage"]["datasets"] == [sft_ref]
+    soup_lineage = store.record("tiny-loop-soup")["lineage"]
+    assert sft_ref in soup_lineage["datasets"]  # the soup's lineage reaches the loop's data
+    gates = state.result("gates")
+    assert gates["final"] == "tiny-loop-soup"
+    names = [g["name"] for g in gates["gates"]]
+    assert "expert a beats start on ifeval" in names and "final at least start on xstest" in names
+    for suite in ("ifeval", "xstest"):
+        metric = state.result("eval:soup")["suites"][suite]
+        assert all({"value", "stderr", "n"} <= set(m) for m in metric.values())
+    assert store.evals("tiny-loop-soup"), "the soup's evaluation is stored with the model"
+
+    shown = CliRunner().invoke(app, ["--registry", str(registry.root), "loop", "show", "tiny-loop"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()  # tab-separated tables when not on a terminal
+    assert any(line.startswith("soup\t") for line in lines)  # the evaluation table
+    assert any(line.startswith("soup keeps a's gain on ifeval\t") for line in lines)  # the gates
+
+
+def test_an_expert_is_not_trained_on_data_that_overlaps_an_evaluation_set(
+    tmp_path: Path, tiny_model: Path, registry: Registry, shared_data: Path
+) -> None:
+    import pyarrow as pa
+
+    from datasets_registry.kinds import MESSAGES_TYPE
+    from eval_sets import load_humaneval
+
+    leaked = load_humaneval(data_dir=shared_data)[0]
+    clean = "Write a function that reverses the words of a sentence, keeping punctuation in place."
+    messages = [
+        [{"role": "user", "content": text}, {"role": "assistant", "content": "def f(): pass"}]
+        for text in (leaked.prompt, clean)
+    ]
+    table = pa.table({"messages": pa.array(messages, MESSAGES_TYPE), "id": ["leaked", "clean"]})
+    registry.write("leaky-sft", table, kind="sft")
+    home = tmp_path / "assay-home"
+    store = ModelStore(home / "models")
+    spec_path = tmp_path / "loop.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "name": "leaky-loop",
+        "start": str(tiny_model),
+        "evaluation": {"suites": ["xstest"], "limit": 1, "max_tokens": 4},
+        "experts": [{"name": "a", "domain": "xstest", "dataset": "leaky-sft@1", "train": {"max_steps": 1}}],
+    }))  # fmt: skip
+    spec, raw = load_loop_spec(spec_path)
+    state = LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path))
+    with pytest.raises(LoopStepError, match=r"leaky-sft@1: 1 of 2 rows \(50.0%\) overlap.*humaneval"):
+        run_loop(spec, state, context(registry, store, home))
+    assert not store.has("leaky-loop-a")
+    assert load_state(home, "leaky-loop").steps["expert:a"].status == "failed"

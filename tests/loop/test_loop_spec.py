@@ -1,0 +1,81 @@
+"""A loop spec is refused, in one line and before any step, when it names what cannot run."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from assay.cli.main import app
+from loop.spec import LoopSpecError, load_loop_spec
+
+
+def write_spec(folder: Path, **fields: object) -> Path:
+    spec = {
+        "name": "tiny-loop",
+        "start": "base-model",
+        "evaluation": {"suites": ["ifeval", "xstest"]},
+        "experts": [{"name": "if", "domain": "ifeval", "dataset": "sft-data@1"}],
+    } | fields
+    path = folder / "loop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"evaluation": {"suites": ["ifeval", "bleu"]}}, "unknown suite 'bleu'"),
+        (
+            {"experts": [{"name": "if", "domain": "mgsm", "dataset": "d@1"}]},
+            "'mgsm' is not among evaluation.suites",
+        ),
+        (
+            {"experts": [{"name": "if", "domain": "ifeval", "dataset": "d@1", "train": {"model": "x"}}]},
+            "may not set model",
+        ),
+        (
+            {"experts": [{"name": "a", "domain": "ifeval", "dataset": "d@1"}], "merge": {}},
+            "merge needs at least two experts",
+        ),
+        ({"name": "Bad Name"}, "lowercase letters"),
+        ({"experts": [{"name": "a", "domain": "ifeval", "dataset": "d@1"}] * 2}, "expert names repeat: a"),
+    ],
+)
+def test_invalid_specs_are_refused_naming_the_field(tmp_path: Path, fields: dict, message: str) -> None:
+    with pytest.raises(LoopSpecError, match=message) as caught:
+        load_loop_spec(write_spec(tmp_path, **fields))
+    assert str(tmp_path / "loop.yaml") in str(caught.value)
+
+
+def test_overrides_apply_before_validation(tmp_path: Path) -> None:
+    spec, raw = load_loop_spec(write_spec(tmp_path), ["evaluation.limit=5", "gates.enforce=true"])
+    assert spec.evaluation.limit == 5 and spec.gates.enforce
+    assert raw["evaluation"]["limit"] == 5
+
+
+def run_cli(tmp_path: Path, *args: str):  # noqa: ANN201
+    return CliRunner().invoke(app, ["--registry", str(tmp_path / "registry"), *args])
+
+
+def test_unknown_start_model_is_refused_before_any_step(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "loop", "run", str(write_spec(tmp_path)))
+    assert result.exit_code == 2
+    assert "base-model" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "assay-home" / "loops").exists()  # nothing ran, no state written
+
+
+def test_unknown_dataset_is_refused_before_any_step(
+    tmp_path: Path, tiny_model: Path, shared_data: Path
+) -> None:
+    spec = write_spec(tmp_path, start=str(tiny_model))
+    result = run_cli(tmp_path, "loop", "run", str(spec))
+    assert result.exit_code == 2, result.output
+    assert "experts.if.dataset" in result.output and "sft-data" in result.output
+    assert not (tmp_path / "assay-home" / "loops").exists()
+
+
+def test_resume_of_an_unknown_loop_names_the_known_ones(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "loop", "resume", "nope")
+    assert result.exit_code == 2
+    assert "no loop named 'nope'" in result.output
