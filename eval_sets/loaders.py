@@ -16,6 +16,8 @@ from assay.settings import eval_data_dir
 
 SPLITS = Path(__file__).resolve().parent / "splits"
 IFEVAL_HELDOUT = SPLITS / "m_ifeval_heldout.json"
+IFEVAL_DEV = SPLITS / "m_ifeval_dev.json"
+SPLIT_NAMES = ("test", "dev")
 
 IFEVAL_LANGUAGES = ("en", "es", "fr", "ja")
 MGSM_LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
@@ -105,17 +107,20 @@ def _field(path: Path, number: int, row: dict[str, Any], name: str) -> Any:
     return row[name]
 
 
-def heldout_keys() -> dict[str, set[int]]:
-    """The held-out m-IFEval keys of each language, as recorded in the repo."""
-    recorded = json.loads(IFEVAL_HELDOUT.read_text())
+def heldout_keys(split: str = "test") -> dict[str, set[int]]:
+    """The m-IFEval keys of each language in a recorded split: `test` (held out) or `dev`."""
+    if split not in SPLIT_NAMES:
+        raise EvalDataError(f"no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+    recorded = json.loads((IFEVAL_HELDOUT if split == "test" else IFEVAL_DEV).read_text())
     return {language: set(keys) for language, keys in recorded.items()}
 
 
 def load_ifeval(
-    languages: Sequence[str] = IFEVAL_LANGUAGES, *, data_dir: Path | None = None
+    languages: Sequence[str] = IFEVAL_LANGUAGES, *, split: str = "test", data_dir: Path | None = None
 ) -> list[IFEvalItem]:
-    """The held-out m-IFEval prompts of `languages` (the evaluation split, never generated from)."""
-    held = heldout_keys()
+    """m-IFEval prompts of `languages` in a fixed split, never generated from: `test` (the
+    held-out 40 %) or `dev` (a quarter of the rest, for choices such as merge weights)."""
+    held = heldout_keys(split)
     items = []
     for language in languages:
         if language not in held:
@@ -217,7 +222,7 @@ def identity(name: str, *, data_dir: Path | None = None) -> str:
     digest = hashlib.sha256()
     paths = [_path(relative, data_dir) for relative in EVAL_SETS[name]]
     if name == "ifeval":
-        paths.append(IFEVAL_HELDOUT)
+        paths += [IFEVAL_HELDOUT, IFEVAL_DEV]
     for path in paths:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return f"{name}#sha256={digest.hexdigest()[:16]}"

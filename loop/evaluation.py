@@ -6,15 +6,39 @@ the loop keeps the summary (every metric's value, stderr and n) in its own state
 
 from __future__ import annotations
 
+import inspect
+
+from evals.base import EvalError
 from evals.run import evaluate_model
+from evals.suites import SUITES
 from loop.gates import Summary
 from loop.spec import EvaluationSpec
 
 
+def has_dev_split(suite: str) -> bool:
+    """Whether the suite can measure its dev split (its constructor takes `split`)."""
+    return suite in SUITES and "split" in inspect.signature(SUITES[suite]).parameters
+
+
 def evaluate_summary(model: str, spec: EvaluationSpec) -> Summary:
-    """Run the spec's suites on `model`: {suite: {metric: {value, stderr, n, higher_is_better}}}."""
+    """Run the spec's suites on `model`: {suite: {metric: {value, stderr, n, higher_is_better}}}.
+
+    Raises:
+        EvalError: the dev split of a suite that has none (never silently the test split).
+    """
+    options = {}
+    if spec.split != "test":
+        lacking = [suite for suite in spec.suites if not has_dev_split(suite)]
+        if lacking:
+            raise EvalError(f"suite {lacking[0]!r} has no {spec.split} split")
+        options["split"] = spec.split
     runs = evaluate_model(
-        model, spec.suites, backend=spec.backend, limit=spec.limit, max_tokens=spec.max_tokens
+        model,
+        spec.suites,
+        backend=spec.backend,
+        limit=spec.limit,
+        max_tokens=spec.max_tokens,
+        options=options,
     )
     return {
         run.result.suite: {metric.name: metric.as_dict() for metric in run.result.metrics} for run in runs

@@ -78,11 +78,19 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
         AssayError: the first problem, in one line.
     """
     import eval_sets
+    from loop.evaluation import has_dev_split
     from trainer.config import TrainConfig
 
     context.store.resolve(spec.start)
     for suite in spec.evaluation.suites:
         eval_sets.identity(suite)  # the evaluation data is there
+    if spec.merge is not None and spec.merge.search is not None:
+        for expert in spec.experts:
+            if not has_dev_split(expert.domain):
+                raise LoopSpecError(
+                    f"merge.search: suite {expert.domain!r} (the domain of expert {expert.name!r}) has "
+                    "no dev split to search weights on; give merge.weights instead"
+                )
     produced = data_outputs(spec, spec_dir)
     for expert in spec.experts:
         name, version = _split_ref(expert.dataset)
@@ -132,12 +140,12 @@ def run_loop(spec: LoopSpec, state: LoopState, context: LoopContext) -> LoopStat
             (f"eval:{expert.name}", lambda e=expert: _evaluate(spec.model_name(e.name), spec, context))
         )
     if spec.merge is not None:
-        steps.append(("merge", lambda: _merge(spec, None, context)))
+        steps.append(("merge", lambda: _merge(spec, None, state, context)))
         steps.append(("eval:soup", lambda: _evaluate(spec.model_name("soup"), spec, context)))
         if spec.merge.leave_one_out:
             for expert in spec.experts:
                 role = f"without-{expert.name}"
-                steps.append((f"merge:{role}", lambda e=expert: _merge(spec, e.name, context)))
+                steps.append((f"merge:{role}", lambda e=expert: _merge(spec, e.name, state, context)))
                 steps.append((f"eval:{role}", lambda r=role: _evaluate(spec.model_name(r), spec, context)))
     steps.append(("gates", lambda: _gates(spec, state)))
     for step, run in steps:
@@ -198,7 +206,6 @@ def _train_expert(
     expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopContext
 ) -> dict[str, Any]:
     from eval_sets.contamination import check_dataset
-
     from trainer.config import TrainConfig
     from trainer.run import prepare_training, run_training
 
@@ -225,12 +232,16 @@ def _train_expert(
     }
 
 
-def _merge(spec: LoopSpec, without: str | None, context: LoopContext) -> dict[str, Any]:
+def _merge(spec: LoopSpec, without: str | None, state: LoopState, context: LoopContext) -> dict[str, Any]:
     from trainer.merging.schemes import merge_linear_to_store
 
     assert spec.merge is not None
     experts = [e.name for e in spec.experts]
     weights = spec.merge.weights or [1.0 / len(experts)] * len(experts)
+    if spec.merge.search is not None:
+        if without is None:
+            return _search(spec, weights, context)
+        weights = state.result("merge")["weights"]  # leave-one-out around the searched soup
     if without is not None:
         kept = [i for i, name in enumerate(experts) if name != without]
         rest = sum(weights[i] for i in kept)
@@ -241,6 +252,44 @@ def _merge(spec: LoopSpec, without: str | None, context: LoopContext) -> dict[st
             context.store, [spec.model_name(e) for e in experts], weights, name=name, normalize=True
         )
     return {"model": name, "experts": experts, "weights": weights}
+
+
+def _search(spec: LoopSpec, initial: list[float], context: LoopContext) -> dict[str, Any]:
+    """The soup with weights searched on the dev splits of the experts' domains."""
+    from loop.gates import PRIMARY_METRICS, primary
+    from trainer.merging.config import Expert, SearchConfig
+    from trainer.merging.search import run_search
+
+    assert spec.merge is not None and spec.merge.search is not None
+    search = spec.merge.search
+    domains = sorted({e.domain for e in spec.experts})
+    dev = spec.evaluation.model_copy(update={"suites": domains, "limit": search.limit, "split": "dev"})
+
+    def dev_scores(model_path: Path) -> dict[str, float]:
+        summary = context.evaluate(str(model_path), dev)
+        return {domain: primary(summary, domain)[0] for domain in domains}
+
+    name = spec.model_name("soup")
+    if context.store.has(name):  # registered by a run killed before it saved the step
+        return {"model": name, "weights": context.store.record(name)["lineage"]["merge"]["weights"]}
+    config = SearchConfig(
+        experts=[Expert(model=spec.model_name(e.name), domain=e.domain) for e in spec.experts],
+        evaluator="loop.evaluation:evaluate_summary",  # recorded in lineage; called as dev_scores
+        initial_weights=initial,
+        rounds=search.rounds,
+        candidates_per_round=search.candidates_per_round,
+        seed=search.seed,
+        output=name,
+    )
+    result = run_search(config, context.store, dev_scores, log=context.log)
+    return {
+        "model": name,
+        "experts": [e.name for e in spec.experts],
+        "weights": list(result.best.weights),
+        "dev_scores": result.best.scores,
+        "dev_metrics": {d: PRIMARY_METRICS[d] for d in domains},
+        "evaluations": result.evaluations,
+    }
 
 
 def _evaluate(model: str, spec: LoopSpec, context: LoopContext) -> dict[str, Any]:

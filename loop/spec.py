@@ -8,7 +8,7 @@ steps), every pipeline spec, every training field, every suite and gate metric.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -53,12 +53,33 @@ class EvaluationSpec(StrictModel):
     limit: int | None = Field(None, ge=1, description="Items per suite (None: all).")
     max_tokens: int = Field(256, ge=1, description="Longest reply generated per item.")
     backend: str = Field("hf", description="Engine generating the replies: hf or vllm.")
+    split: Literal["test", "dev"] = Field(
+        "test", description="The split measured: test for the report; the weight search reads dev."
+    )
+
+
+class WeightSearchSpec(StrictModel):
+    """Search the soup's weights on the dev splits of the experts' domains (never the test splits).
+
+    The search of `assay merge search` (Command A report, 3.4.3.1): up-weight experts of lagging
+    domains, perturb around the best; each candidate scored by its domains' primary metrics.
+    """
+
+    rounds: int = Field(2, ge=0, description="Search rounds after the initial candidate.")
+    candidates_per_round: int = Field(2, ge=1, description="Candidates evaluated per round.")
+    limit: int | None = Field(None, ge=1, description="Dev items per domain (None: all).")
+    seed: int = Field(0, description="Seed of the perturbations.")
 
 
 class MergeStep(StrictModel):
     """A linear soup of the experts (Command A report, 3.4)."""
 
-    weights: list[float] | None = Field(None, description="One weight per expert; default uniform.")
+    weights: list[float] | None = Field(
+        None, description="One weight per expert (the search's start with `search`); default uniform."
+    )
+    search: WeightSearchSpec | None = Field(
+        None, description="Search the weights on dev splits instead of taking them as given."
+    )
     leave_one_out: bool = Field(
         False, description="Also evaluate each leave-one-out soup (each expert's contribution)."
     )

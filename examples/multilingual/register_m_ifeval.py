@@ -2,15 +2,17 @@
 
     python examples/multilingual/register_m_ifeval.py [--data ../shared/data] [--registry ROOT]
 
-The evaluation split is fixed and recorded in eval_sets/splits/m_ifeval_heldout.json: per language,
-`random.Random(0).sample(sorted(keys), round(0.4 * len(keys)))`. Those prompts are never
-generated from. Writes to the registry ($ASSAY_REGISTRY or ~/.cache/assay/registry):
+The evaluation splits are fixed and recorded in eval_sets/splits/: per language, the test split
+(m_ifeval_heldout.json) is `random.Random(0).sample(sorted(keys), round(0.4 * len(keys)))`, and
+the dev split (m_ifeval_dev.json, for choosing merge weights) is
+`random.Random(1).sample(sorted(rest), round(0.25 * len(rest)))` of the remaining keys. Neither
+is ever generated from. Writes to the registry ($ASSAY_REGISTRY or ~/.cache/assay/registry):
 
-  m-ifeval-prompts   the other 60 %, with `language`, `key`, `prompt`, `instruction_id_list`,
+  m-ifeval-prompts   the other 45 %, with `language`, `key`, `prompt`, `instruction_id_list`,
                      `kwargs`; languages interleaved, so `source.limit: 40` takes 10 of each
   m-ifeval-heldout   the held-out 40 %, for evaluation only
 
-`--write-heldout` rewrites the recorded split from the rule (the file is checked in; the script
+`--write-heldout` rewrites the recorded splits from the rule (the file is checked in; the script
 otherwise refuses to run if the data no longer matches it).
 """
 
@@ -28,8 +30,10 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT_FILE = ROOT / "eval_sets" / "splits" / "m_ifeval_heldout.json"
+DEV_FILE = ROOT / "eval_sets" / "splits" / "m_ifeval_dev.json"
 LANGUAGES = ("en", "es", "fr", "ja")
 HELDOUT_FRACTION = 0.4
+DEV_FRACTION = 0.25  # of what the test split leaves
 
 
 def read_language(data: Path, language: str) -> list[dict]:
@@ -46,17 +50,27 @@ def heldout_keys(keys: list[int]) -> list[int]:
     return sorted(random.Random(0).sample(ordered, round(HELDOUT_FRACTION * len(ordered))))
 
 
-def split(data: Path) -> tuple[list[dict], list[dict], dict[str, list[int]]]:
-    """(generation rows interleaved by language, held-out rows, held-out keys by language)."""
-    train_by_language, heldout, keys = [], [], {}
+def dev_keys(keys: list[int], held: set[int]) -> list[int]:
+    """The fixed dev split of one language's keys outside the test split (sorted)."""
+    rest = sorted(set(keys) - held)
+    return sorted(random.Random(1).sample(rest, round(DEV_FRACTION * len(rest))))
+
+
+def split(
+    data: Path,
+) -> tuple[list[dict], list[dict], dict[str, list[int]], dict[str, list[int]]]:
+    """(generation rows interleaved by language, held-out rows, held-out keys, dev keys)."""
+    train_by_language, heldout, keys, dev = [], [], {}, {}
     for language in LANGUAGES:
         rows = read_language(data, language)
         keys[language] = heldout_keys([row["key"] for row in rows])
         held = set(keys[language])
-        train_by_language.append([row for row in rows if row["key"] not in held])
+        dev[language] = dev_keys([row["key"] for row in rows], held)
+        excluded = held | set(dev[language])
+        train_by_language.append([row for row in rows if row["key"] not in excluded])
         heldout += [row for row in rows if row["key"] in held]
     interleaved = [row for group in zip_longest(*train_by_language) for row in group if row is not None]
-    return interleaved, heldout, keys
+    return interleaved, heldout, keys, dev
 
 
 def to_table(rows: list[dict]) -> pa.Table:
@@ -84,11 +98,12 @@ def main() -> None:
     from datasets_registry import Registry
     from datasets_registry.lineage import Lineage
 
-    train, heldout, keys = split(args.data)
-    if args.write_heldout:
-        HELDOUT_FILE.write_text(json.dumps(keys, indent=None) + "\n")
-    elif json.loads(HELDOUT_FILE.read_text()) != keys:
-        raise SystemExit(f"{HELDOUT_FILE} does not match the split of {args.data}: the data changed?")
+    train, heldout, keys, dev = split(args.data)
+    for path, recorded in ((HELDOUT_FILE, keys), (DEV_FILE, dev)):
+        if args.write_heldout:
+            path.write_text(json.dumps(recorded, indent=None) + "\n")
+        elif json.loads(path.read_text()) != recorded:
+            raise SystemExit(f"{path} does not match the split of {args.data}: the data changed?")
     files = [args.data / "ifeval" / f"m-ifeval_{language}_input_data.jsonl" for language in LANGUAGES]
     sources = [f"file:{p}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files]
     registry = Registry(args.registry or default_registry_root())

@@ -18,13 +18,17 @@ def register_module():  # noqa: ANN201 - the example script, imported as a modul
     return module
 
 
-def test_heldout_split_is_recorded_and_never_generated_from(shared_data: Path) -> None:
+def test_heldout_and_dev_splits_are_recorded_and_never_generated_from(shared_data: Path) -> None:
     module = register_module()
-    train, heldout, keys = module.split(shared_data)
-    assert json.loads(module.HELDOUT_FILE.read_text()) == keys  # the recorded split is the rule's
+    train, heldout, keys, dev = module.split(shared_data)
+    assert json.loads(module.HELDOUT_FILE.read_text()) == keys  # the recorded splits are the rule's
+    assert json.loads(module.DEV_FILE.read_text()) == dev
     held = {(r["language"], r["key"]) for r in heldout}
-    assert not held & {(r["language"], r["key"]) for r in train}
+    generated = {(r["language"], r["key"]) for r in train}
+    assert not held & generated
+    assert not {(language, key) for language, ks in dev.items() for key in ks} & (generated | held)
     assert {language: len(k) for language, k in keys.items()} == {"en": 216, "es": 46, "fr": 94, "ja": 69}
+    assert {language: len(k) for language, k in dev.items()} == {"en": 81, "es": 17, "fr": 35, "ja": 26}
     assert [r["language"] for r in train[:8]] == ["en", "es", "fr", "ja"] * 2  # a limit takes every language
 
 
