@@ -142,18 +142,38 @@ def check_chat_template(model: ResolvedModel, where: str) -> None:
         raise AssayError(f"{where}: model {model.ref!r} has no chat template in its tokenizer")
 
 
-def check_actor_cpus(stages: list[Stage]) -> None:
-    """Refuse a plan whose model actors leave Ray less than one CPU for everything else: Ray
-    Data would wait for CPUs forever instead of failing."""
+# Ray Data reads a registered dataset in read tasks of one CPU each (Ray's default for a read);
+# every other task of a job asks for LIGHT_TASK_CPUS.
+READ_TASK_CPUS = 1.0
+
+
+def check_actor_cpus(stages: list[Stage], source: Source) -> None:
+    """Refuse a plan whose actor pools leave Ray too few CPUs to run one of the job's tasks.
+
+    Ray Data keeps every stage's actor pool up at once (rows stream through all the stages), so
+    the CPUs the pools reserve (`Stage.reserved_cpus`) add up; what is left must hold one task
+    of the largest kind: a read of a dataset source (one CPU), else a light stage's task. With
+    less, Ray Data waits for CPUs forever instead of failing.
+
+    Raises:
+        AssayError: in one line, naming each stage with actors and the CPUs its pool reserves.
+    """
     import ray
 
-    wanted = {s.name: s.concurrency * s.actor_cpus for s in stages if isinstance(s, GenerateStage)}
+    if source.version is not None:
+        keep_free, task = READ_TASK_CPUS, "a read of the source dataset"
+    else:
+        keep_free, task = LIGHT_TASK_CPUS, "a light stage's task"
+    wanted = {stage.name: stage.reserved_cpus for stage in stages if stage.reserved_cpus > 0}
     available = ray.cluster_resources().get("CPU", 0.0)
-    if wanted and sum(wanted.values()) > available - 1:
+    total = sum(wanted.values())
+    if wanted and total + keep_free > available + 1e-9:  # a tolerance for sums of fractions
         detail = ", ".join(f"{name}: {cpus:g}" for name, cpus in wanted.items())
         raise AssayError(
-            f"the model actors need {sum(wanted.values()):g} CPUs but Ray has {available:g}, and at least "
-            f"one must stay free for the other stages ({detail}); lower engine.num_cpus or engine.concurrency"
+            f"the stages' actors reserve {total:g} CPUs ({detail}) but Ray has {available:g}, and "
+            f"{task} needs {keep_free:g} of them free, or the job waits forever; lower the stages' "
+            "num_cpus or concurrency (engine.num_cpus, a score stage's num_cpus, a sandbox stage's "
+            "actors) or give Ray more CPUs (ray.num_cpus)"
         )
 
 
@@ -234,7 +254,7 @@ def _run(
     progress: ProgressSink | None,
 ) -> JobReport:
     spec = job.loaded.spec
-    check_actor_cpus(job.stages)
+    check_actor_cpus(job.stages, job.source)
     log(f"job {job.job_id}: {len(job.stages)} stages over {job.source.identity}")
     batch_sizes = [
         t.engine.batch_size for s in job.stages if isinstance(s, GenerateStage) for t in s.teachers

@@ -53,7 +53,7 @@ def job_log_dir(job_id: str) -> Path:
 FALSE_ALARMS = (
     # Ray Data warns when no CPU is free as a dataset starts; between two materializations the
     # model actors still hold theirs, and the job's own check (check_actor_cpus) already keeps
-    # one CPU free for the light stages, so nothing hangs.
+    # free what the job's reads and light stages need, so nothing hangs.
     "does not have any available CPUs",
     # The job turns Ray Data's progress bars off on purpose: it draws its own, per stage.
     "Progress bars disabled",

@@ -10,22 +10,20 @@ only one teacher's completions: the baseline arbitrage is measured against.
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from assay.config import StrictModel
 from datagen.engines.config import SamplingConfig
+from datagen.recipes.common import RewardRankParams, over_defaults, reward_stages, sampling_field
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
 from datagen.stages.language_check import LanguageCheckStageSpec
-from datagen.stages.rank_select import RankSelectStageSpec
 from datagen.stages.render import RenderStageSpec
-from datagen.stages.score import ScoreStageSpec
 from datagen.stages.teacher_pool import PoolTeacherSpec, TeacherPoolStageSpec
 
 DEFAULT_SAMPLING: dict[str, Any] = {"n": 2, "temperature": [0.7, 1.0]}
 
 
-class ArbitrageParams(StrictModel):
+class ArbitrageParams(RewardRankParams):
     """Parameters of the arbitrage recipe."""
 
     template: str = Field(description="User-turn template file, relative to the spec file.")
@@ -34,19 +32,11 @@ class ArbitrageParams(StrictModel):
         min_length=1,
         description="The teacher pool; each may route by `language` and set its own system message.",
     )
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="Sampling fields over the recipe's defaults (n 2, temperatures 0.7/1.0), per teacher.",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING,
+        "Sampling fields over the recipe's defaults (n 2, temperatures 0.7/1.0), per teacher.",
     )
     reward_model: str = Field(description="The arbiter: a reward model (`assay train rm`) or an HF folder.")
-    score_max_length: int = Field(1024, ge=8, description="Tokens per scored sample.")
-    score_batch_size: int = Field(16, ge=1, description="Rows per reward-model batch.")
-    score_num_cpus: float = Field(
-        0.5,
-        gt=0,
-        description="CPUs the reward-model actor reserves; with the teachers' it must leave Ray a "
-        "fraction of a CPU for the light stages, or the job waits forever.",
-    )
     language: str = Field("language", description="Column with each prompt's language (ISO 639-1).")
     language_check: bool = Field(True, description="Never choose a completion in the wrong language.")
     follow_instructions: bool = Field(
@@ -58,16 +48,8 @@ class ArbitrageParams(StrictModel):
         "reward", description="`reward`: best over the pool; `single_teacher`: only `teacher` (baseline)."
     )
     teacher: str | None = Field(None, description="The teacher of the single-teacher baseline.")
-    min_reward: float | None = Field(None, description="Prompts whose best reward is below this are dropped.")
-    min_mean_reward: float | None = Field(
-        None, description="Prompts whose mean reward is below this are dropped."
-    )
-    min_margin: float = Field(0.0, ge=0.0, description="Preference pairs need best - worst > this.")
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_SAMPLING, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
 
     @model_validator(mode="after")
     def _baseline_teacher(self) -> "ArbitrageParams":
@@ -93,27 +75,10 @@ def arbitrage(params: ArbitrageParams) -> list[StageSpec]:
                 name="language", language=params.language, follow_instructions=params.follow_instructions
             )
         )
-    stages += [
-        ScoreStageSpec(
-            name="reward",
-            model=params.reward_model,
-            completion="completions",
-            output="rewards",
-            per_completion=True,
-            max_length=params.score_max_length,
-            batch_size=params.score_batch_size,
-            num_cpus=params.score_num_cpus,
-        ),
-        RankSelectStageSpec(
-            name="select",
-            rewards="rewards",
-            teachers="completion_teachers",
-            language=params.language,
-            language_ok="language_ok" if params.language_check else None,
-            only_teacher=params.teacher if params.selection == "single_teacher" else None,
-            min_reward=params.min_reward,
-            min_mean_reward=params.min_mean_reward,
-            min_margin=params.min_margin,
-        ),
-    ]
-    return stages
+    return stages + reward_stages(
+        params,
+        teachers="completion_teachers",
+        language=params.language,
+        language_ok="language_ok" if params.language_check else None,
+        only_teacher=params.teacher if params.selection == "single_teacher" else None,
+    )

@@ -12,34 +12,34 @@ low on average. Without a reward model the stages are exactly the verifier-only 
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from assay.config import StrictModel
 from datagen.engines.config import EngineConfig, HFEngineConfig, SamplingConfig
+from datagen.recipes.common import (
+    RewardRankParams,
+    over_defaults,
+    render_and_generate,
+    reward_stages,
+    sampling_field,
+)
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
-from datagen.stages.generate import GenerateStageSpec
-from datagen.stages.rank_select import RankSelectStageSpec
-from datagen.stages.render import RenderStageSpec
-from datagen.stages.score import ScoreStageSpec
 from datagen.stages.select import BestOfNStageSpec
 from datagen.stages.verify import IFEvalVerifyStageSpec
 
 DEFAULT_SAMPLING: dict[str, Any] = {"n": 4, "temperature": [0.3, 0.7, 1.0, 1.3]}
 
 
-class BestOfNParams(StrictModel):
+class BestOfNParams(RewardRankParams):
     """Parameters of the best-of-N recipe."""
 
     template: str = Field(description="User-turn template file, relative to the spec file.")
     system: str | None = Field(None, description="Optional system-turn template file.")
     engine: EngineConfig = Field(default_factory=HFEngineConfig, description="The engine that samples.")
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="Sampling fields over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3).",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING, "Sampling fields over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3)."
     )
     min_sft_score: float = Field(0.0, description="Best score an SFT row needs.")
-    min_margin: float = Field(0.0, ge=0.0, description="Preference pairs need best - worst > this.")
     reward_model: str | None = Field(
         None,
         description="A reward model (`assay train rm`) that scores every completion; none: verifiers only.",
@@ -51,19 +51,6 @@ class BestOfNParams(StrictModel):
     verifier_pass: float = Field(1.0, description="A verifier score at least this passes (rank_by: both).")
     drop_disagreements: bool = Field(
         False, description="Skip pairs where the reward model and the verifier prefer different sides."
-    )
-    min_reward: float | None = Field(
-        None, description="Prompts whose best reward is below this give no data."
-    )
-    min_mean_reward: float | None = Field(
-        None, description="Prompts whose mean reward is below this give no data (report 3.5)."
-    )
-    score_max_length: int = Field(1024, ge=8, description="Tokens per sample the reward model scores.")
-    score_num_cpus: float = Field(
-        0.5,
-        gt=0,
-        description="CPUs the reward-model actor reserves; with the engine's it must leave Ray a "
-        "fraction of a CPU for the light stages, or the job waits forever.",
     )
 
     @model_validator(mode="after")
@@ -80,18 +67,14 @@ class BestOfNParams(StrictModel):
             )
         return self
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_SAMPLING, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
 
 
 @register_recipe("best_of_n")
 def best_of_n(params: BestOfNParams) -> list[StageSpec]:
     """The stages of best-of-N: render, generate, verify, (score,) select."""
     stages: list[StageSpec] = [
-        RenderStageSpec(name="render", template=params.template, system=params.system),
-        GenerateStageSpec(name="generate", engine=params.engine, sampling=params.sampling),
+        *render_and_generate(params.template, params.sampling, system=params.system, engine=params.engine),
         IFEvalVerifyStageSpec(name="verify"),
     ]
     if params.reward_model is None:
@@ -99,27 +82,11 @@ def best_of_n(params: BestOfNParams) -> list[StageSpec]:
             *stages,
             BestOfNStageSpec(name="select", min_sft_score=params.min_sft_score, min_margin=params.min_margin),
         ]
-    return [
-        *stages,
-        ScoreStageSpec(
-            name="reward",
-            model=params.reward_model,
-            completion="completions",
-            output="rewards",
-            per_completion=True,
-            max_length=params.score_max_length,
-            num_cpus=params.score_num_cpus,
-        ),
-        RankSelectStageSpec(
-            name="select",
-            rewards="rewards",
-            verifier="completion_scores",
-            rank_by=params.rank_by,
-            verifier_pass=params.verifier_pass,
-            drop_disagreements=params.drop_disagreements,
-            min_reward=params.min_reward,
-            min_mean_reward=params.min_mean_reward,
-            min_verifier=params.min_sft_score if params.rank_by == "verifier" else None,
-            min_margin=params.min_margin,
-        ),
-    ]
+    return stages + reward_stages(
+        params,
+        verifier="completion_scores",
+        rank_by=params.rank_by,
+        verifier_pass=params.verifier_pass,
+        drop_disagreements=params.drop_disagreements,
+        min_verifier=params.min_sft_score if params.rank_by == "verifier" else None,
+    )

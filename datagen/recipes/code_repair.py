@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from assay.config import StrictModel
 from datagen.engines.config import EngineConfig, HFEngineConfig, SamplingConfig
+from datagen.recipes.common import over_defaults, render_and_generate, sampling_field
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
 from datagen.stages.execute import ExecuteStageSpec
 from datagen.stages.generate import GenerateStageSpec, RouteSpec, TeacherSpec
-from datagen.stages.render import RenderStageSpec
 from datagen.stages.repair import REPAIR, RepairFeedbackStageSpec, RepairSelectStageSpec
 from sandbox.config import SandboxConfig
 
@@ -34,13 +34,12 @@ class CodeRepairParams(StrictModel):
     engine: EngineConfig = Field(
         default_factory=HFEngineConfig, description="The engine that writes and fixes."
     )
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="First attempts, over the recipe's defaults (n 2, temperatures 0.7/1.0, 384 tokens).",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING,
+        "First attempts, over the recipe's defaults (n 2, temperatures 0.7/1.0, 384 tokens).",
     )
-    fix_sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_FIX_SAMPLING),
-        description="Fixes per round, over the defaults (n 2: the best fix carries on).",
+    fix_sampling: SamplingConfig = sampling_field(
+        DEFAULT_FIX_SAMPLING, "Fixes per round, over the defaults (n 2: the best fix carries on)."
     )
     rounds: int = Field(2, ge=1, le=8, description="Repair rounds at most (K).")
     feedback_chars: int = Field(1500, ge=200, description="Longest feedback turn, in characters.")
@@ -50,11 +49,8 @@ class CodeRepairParams(StrictModel):
     )
     max_concurrency: int = Field(8, ge=1, description="Executions in flight across all actors, per stage.")
 
-    @field_validator("sampling", "fix_sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any, info: Any) -> Any:
-        defaults = DEFAULT_SAMPLING if info.field_name == "sampling" else DEFAULT_FIX_SAMPLING
-        return {**defaults, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
+    _fix_sampling = over_defaults("fix_sampling", DEFAULT_FIX_SAMPLING)
 
 
 @register_recipe("code_repair")
@@ -68,8 +64,7 @@ def code_repair(params: CodeRepairParams) -> list[StageSpec]:
         )  # fmt: skip
 
     stages: list[StageSpec] = [
-        RenderStageSpec(name="render", template=params.template, system=params.system),
-        GenerateStageSpec(name="generate", engine=params.engine, sampling=params.sampling),
+        *render_and_generate(params.template, params.sampling, system=params.system, engine=params.engine),
         execute("execute", "completions", "completion_scores"),
     ]
     previous, state = "completions", None

@@ -11,17 +11,16 @@ answer in the assistant turn, its length recorded against `training_length`.
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from assay.config import StrictModel
 from datagen.engines.config import EngineConfig, HFEngineConfig, OpenAIEngineConfig, SamplingConfig
+from datagen.recipes.common import over_defaults, render_and_generate, sampling_field, score_completions
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
 from datagen.stages.fragment import FragmentStageSpec
-from datagen.stages.generate import GenerateStageSpec, TeacherSpec
+from datagen.stages.generate import TeacherSpec
 from datagen.stages.qa_select import QASelectStageSpec
-from datagen.stages.render import RenderStageSpec
-from datagen.stages.score import ScoreStageSpec
 
 TEMPLATE = Path(__file__).parent / "templates" / "long_context_qa.j2"
 DEFAULT_SAMPLING: dict[str, Any] = {"n": 4, "temperature": [0.3, 0.7, 1.0, 1.3], "max_tokens": 128}
@@ -41,9 +40,9 @@ class LongContextParams(StrictModel):
         None,
         description="Model whose tokenizer and context bound the fragments (default: first local teacher).",
     )
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="Sampling over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3, 128 tokens).",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING,
+        "Sampling over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3, 128 tokens).",
     )
     max_fragment_tokens: int = Field(8192, ge=1, description="Longest fragment, in the generator's tokens.")
     min_fragment_tokens: int = Field(
@@ -75,10 +74,7 @@ class LongContextParams(StrictModel):
             raise ValueError("with only openai teachers, name `tokenizer_model`")
         return self
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_SAMPLING, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
 
     def engines(self) -> list[EngineConfig]:
         """The engines of the pool (a lone engine as a pool of one)."""
@@ -104,22 +100,10 @@ def long_context_qa(params: LongContextParams) -> list[StageSpec]:
             context_length=params.context_length,
             seed=params.seed,
         ),
-        RenderStageSpec(name="render", template=template),
-        GenerateStageSpec(
-            name="generate", engine=params.engine, teachers=params.teachers, sampling=params.sampling
-        ),
+        *render_and_generate(template, params.sampling, engine=params.engine, teachers=params.teachers),
     ]
     if params.reward_model:
-        stages.append(
-            ScoreStageSpec(
-                name="reward",
-                model=params.reward_model,
-                completion="completions",
-                output="rewards",
-                per_completion=True,
-                max_length=params.score_max_length,
-            )
-        )
+        stages.append(score_completions(params.reward_model, max_length=params.score_max_length))
     stages.append(
         QASelectStageSpec(
             name="select",

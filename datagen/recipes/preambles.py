@@ -10,10 +10,11 @@ default only when it passes every check) and best against worst as a preference 
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from assay.config import StrictModel
 from datagen.engines.config import EngineConfig, HFEngineConfig, SamplingConfig
+from datagen.recipes.common import over_defaults, sampling_field
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
 from datagen.stages.generate import GenerateStageSpec
@@ -38,17 +39,13 @@ class PreamblesParams(StrictModel):
         False, description="Also verify the rows' own IFEval instructions (`instruction_id_list`, `kwargs`)."
     )
     engine: EngineConfig = Field(default_factory=HFEngineConfig, description="The engine that samples.")
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="Sampling fields over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3).",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING, "Sampling fields over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3)."
     )
     min_sft_score: float = Field(1.0, description="Best score an SFT row needs (1.0: every check passes).")
     min_margin: float = Field(0.0, ge=0.0, description="Preference pairs need best - worst > this.")
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_SAMPLING, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
 
 
 @register_recipe("preambles")

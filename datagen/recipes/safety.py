@@ -17,18 +17,16 @@ output) and the select stage reports their ratio in the job's lineage.
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from assay.config import StrictModel
 from datagen.engines.config import EngineConfig, HFEngineConfig, SamplingConfig
+from datagen.recipes.common import over_defaults, render_and_generate, sampling_field, score_completions
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
-from datagen.stages.generate import GenerateStageSpec
 from datagen.stages.personas import PersonaStageSpec
 from datagen.stages.reformulate import ReformulationCheckStageSpec
-from datagen.stages.render import RenderStageSpec
 from datagen.stages.safety_select import SafetySelectStageSpec
-from datagen.stages.score import ScoreStageSpec
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_SAMPLING: dict[str, Any] = {"n": 4, "temperature": [0.3, 0.7, 1.0, 1.3]}
@@ -46,17 +44,17 @@ class SafetyParams(StrictModel):
     engine: EngineConfig = Field(
         default_factory=HFEngineConfig, description="The teacher's engine (both generations)."
     )
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="Sampling of the answers, over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3)",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING,
+        "Sampling of the answers, over the recipe's defaults (n 4, temperatures 0.3/0.7/1.0/1.3)",
     )
     reformulate: bool = Field(True, description="Rewrite each request in its persona's voice first.")
     reformulation_template: str | None = Field(
         None, description="User-turn template asking for the rewrite (default: the recipe's own)."
     )
-    reformulation_sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_REFORMULATION),
-        description="Sampling of the rewrite, over the recipe's defaults (n 2, temperature 0.7, 96 tokens); "
+    reformulation_sampling: SamplingConfig = sampling_field(
+        DEFAULT_REFORMULATION,
+        "Sampling of the rewrite, over the recipe's defaults (n 2, temperature 0.7, 96 tokens); "
         "the first rewrite that passes is used.",
     )
     min_similarity: float = Field(
@@ -70,15 +68,8 @@ class SafetyParams(StrictModel):
         None, description="Refusal used when the teacher never refused a should-refuse row (none: no data)."
     )
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_SAMPLING, **value} if isinstance(value, dict) else value
-
-    @field_validator("reformulation_sampling", mode="before")
-    @classmethod
-    def _over_reformulation_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_REFORMULATION, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
+    _reformulation_sampling = over_defaults("reformulation_sampling", DEFAULT_REFORMULATION)
 
 
 @register_recipe("safety")
@@ -94,37 +85,25 @@ def safety(params: SafetyParams) -> list[StageSpec]:
     ]
     if params.reformulate:
         stages += [
-            RenderStageSpec(
-                name="render-reformulation",
-                template=params.reformulation_template or str(TEMPLATES / "safety_reformulate.j2"),
-                output="reformulation_messages",
-            ),
-            GenerateStageSpec(
-                name="reformulate",
-                input="reformulation_messages",
-                output="reformulations",
+            *render_and_generate(
+                params.reformulation_template or str(TEMPLATES / "safety_reformulate.j2"),
+                params.reformulation_sampling,
                 engine=params.engine,
-                sampling=params.reformulation_sampling,
+                names=("render-reformulation", "reformulate"),
+                messages="reformulation_messages",
+                output="reformulations",
             ),
             ReformulationCheckStageSpec(name="reformulation-check", min_similarity=params.min_similarity),
         ]
     user = "safety_user.j2" if params.reformulate else "safety_user_original.j2"
-    stages += [
-        RenderStageSpec(
-            name="render", template=str(TEMPLATES / user), system=str(TEMPLATES / "safety_system.j2")
-        ),
-        GenerateStageSpec(name="generate", engine=params.engine, sampling=params.sampling),
-    ]
+    stages += render_and_generate(
+        str(TEMPLATES / user),
+        params.sampling,
+        system=str(TEMPLATES / "safety_system.j2"),
+        engine=params.engine,
+    )
     if params.reward_model:
-        stages.append(
-            ScoreStageSpec(
-                name="reward",
-                model=params.reward_model,
-                completion="completions",
-                output="rewards",
-                per_completion=True,
-            )
-        )
+        stages.append(score_completions(params.reward_model))
     stages.append(
         SafetySelectStageSpec(
             name="select",

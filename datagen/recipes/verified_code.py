@@ -14,13 +14,12 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.config import StrictModel
 from datagen.engines.config import EngineConfig, HFEngineConfig, SamplingConfig
+from datagen.recipes.common import over_defaults, render_and_generate, sampling_field, score_completions
 from datagen.recipes.registry import register_recipe
 from datagen.stages.base import StageSpec
 from datagen.stages.code_select import CodeSelectStageSpec, check_languages
 from datagen.stages.execute import ExecuteStageSpec
-from datagen.stages.generate import GenerateStageSpec, TeacherSpec
-from datagen.stages.render import RenderStageSpec
-from datagen.stages.score import ScoreStageSpec
+from datagen.stages.generate import TeacherSpec
 from sandbox.config import SandboxConfig
 
 DEFAULT_SAMPLING: dict[str, Any] = {"n": 4, "temperature": [0.3, 0.7, 1.0, 1.3], "max_tokens": 384}
@@ -33,9 +32,8 @@ class VerifiedCodeParams(StrictModel):
     system: str | None = Field(None, description="Optional system-turn template file.")
     engine: EngineConfig | None = Field(None, description="The engine that writes programs (default: hf).")
     teachers: list[TeacherSpec] | None = Field(None, min_length=1, description="A teacher pool instead.")
-    sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig.model_validate(DEFAULT_SAMPLING),
-        description="Sampling over the recipe's defaults (n 4, temperatures 0.3-1.3, 384 tokens).",
+    sampling: SamplingConfig = sampling_field(
+        DEFAULT_SAMPLING, "Sampling over the recipe's defaults (n 4, temperatures 0.3-1.3, 384 tokens)."
     )
     languages: list[str] | None = Field(
         None, description="Languages the problems may use (checked when the spec loads; null: any)."
@@ -58,10 +56,7 @@ class VerifiedCodeParams(StrictModel):
         None, description="A reward model; pairs where it prefers the rejected completion are dropped."
     )
 
-    @field_validator("sampling", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        return {**DEFAULT_SAMPLING, **value} if isinstance(value, dict) else value
+    _sampling = over_defaults("sampling", DEFAULT_SAMPLING)
 
     @field_validator("languages")
     @classmethod
@@ -79,12 +74,12 @@ class VerifiedCodeParams(StrictModel):
 def verified_code(params: VerifiedCodeParams) -> list[StageSpec]:
     """render -> generate -> execute -> (score) -> code_select."""
     stages: list[StageSpec] = [
-        RenderStageSpec(name="render", template=params.template, system=params.system),
-        GenerateStageSpec(
-            name="generate",
+        *render_and_generate(
+            params.template,
+            params.sampling,
+            system=params.system,
             engine=params.engine or (HFEngineConfig() if params.teachers is None else None),
             teachers=params.teachers,
-            sampling=params.sampling,
         ),
         ExecuteStageSpec(
             name="execute",
@@ -95,15 +90,7 @@ def verified_code(params: VerifiedCodeParams) -> list[StageSpec]:
         ),
     ]
     if params.reward_model is not None:
-        stages.append(
-            ScoreStageSpec(
-                name="rm-score",
-                model=params.reward_model,
-                completion="completions",
-                output="rm_scores",
-                per_completion=True,
-            )  # fmt: skip
-        )
+        stages.append(score_completions(params.reward_model, name="rm-score", output="rm_scores"))
     stages.append(
         CodeSelectStageSpec(
             name="select",

@@ -122,6 +122,41 @@ class Stage(ABC, Generic[SpecT]):
         """Identities of the models this stage runs (for lineage)."""
         return []
 
+    @property
+    def concurrency(self) -> int:
+        """Ray actors the stage keeps for the whole job (0: it runs in short Ray tasks)."""
+        return 0
+
+    @property
+    def actor_cpus(self) -> float:
+        """CPUs each of the stage's actors reserves."""
+        return 0.0
+
+    @property
+    def reserved_cpus(self) -> float:
+        """CPUs the stage's actor pool holds while the job runs; Ray Data runs every stage's pool
+        at once, so the job checks their sum against the cluster (datagen.job.check_actor_cpus).
+        A stage with actors overrides `concurrency` and `actor_cpus` and uses them in `apply`."""
+        return self.concurrency * self.actor_cpus
+
+    def map_actors(
+        self, ds: ray.data.Dataset, worker: type, batch_size: int, **options: Any
+    ) -> ray.data.Dataset:
+        """Map `ds`, in batches of `batch_size` rows, through `concurrency` actors of `worker`
+        (each built as `worker(self)`, reserving `actor_cpus`); `options` go to `map_batches`."""
+        import ray.data
+
+        return ds.map_batches(
+            worker,
+            fn_constructor_args=(self,),
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
+            num_cpus=self.actor_cpus,
+            udf_modifying_row_count=False,
+            **options,
+        )
+
     @abstractmethod
     def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
         """Add this stage to the dataset's plan."""

@@ -32,13 +32,12 @@ from datagen.stages.base import (
     BuildContext,
     Row,
     Stage,
-    StageSpec,
     mark_failed,
     run_rows_isolated,
     set_column,
 )
 from datagen.stages.registry import register_stage
-from datasets_registry.kinds import MESSAGES_TYPE
+from datagen.stages.selection import SELECTION_TYPES, SelectionStageSpec, selected_columns
 from judges.code.sql import dedupe_key as sql_dedupe_key
 from sandbox.extract import extract_code
 from sandbox.languages import get_runner, language_names
@@ -76,12 +75,10 @@ def check_languages(languages: list[str] | None) -> list[str] | None:
     return [get_runner(name).name for name in languages]
 
 
-class CodeSelectStageSpec(StageSpec):
+class CodeSelectStageSpec(SelectionStageSpec):
     """SFT rows and preference pairs from execution rewards (AceCoder thresholds)."""
 
     type: Literal["code_select"] = "code_select"
-    prompt: str = Field("prompt_messages", description="Column holding the prompt conversation.")
-    completions: str = Field("completions", description="Column of completions (list of {text}).")
     scores: str = Field("completion_scores", description="Column of execution rewards, one per completion.")
     verdicts: str = Field("completion_verdicts", description="Column of verdicts, one per completion.")
     language: str = Field("language", description="Column naming each row's language.")
@@ -135,13 +132,7 @@ class CodeSelectStage(Stage[CodeSelectStageSpec]):
             )
             if c is not None
         )
-        self.writes = {
-            "prompt": MESSAGES_TYPE,
-            "messages": MESSAGES_TYPE,
-            "chosen": MESSAGES_TYPE,
-            "rejected": MESSAGES_TYPE,
-            "scores": SCORES_TYPE,
-        }
+        self.writes = {**SELECTION_TYPES, "scores": SCORES_TYPE}
 
     def select(self, row: Row) -> list[Row]:
         """The output rows for one input row (at least one; raises for a row that cannot be judged)."""
@@ -165,10 +156,6 @@ class CodeSelectStage(Stage[CodeSelectStageSpec]):
             raise ValueError(f"{len(rm)} reward-model scores for {len(rewards)} completions")
         prompt = row[spec.prompt]
         texts = [c["text"] if isinstance(c, dict) else str(c) for c in completions]
-
-        def turn(index: int) -> list[dict[str, str]]:
-            return [{"role": "assistant", "content": texts[index]}]
-
         by_reward = sorted(judged, key=lambda i: (-rewards[i], i))
         sft: list[int] = []
         seen: set[str] = set()
@@ -193,17 +180,15 @@ class CodeSelectStage(Stage[CodeSelectStageSpec]):
         out: list[Row] = []
         for k in range(max(1, len(sft), len(pairs))):
             pair = pairs[k] if k < len(pairs) else None
+            sft_text = texts[sft[k]] if k < len(sft) else None
             out.append(
-                {
-                    "prompt": prompt,
-                    "messages": prompt + turn(sft[k]) if k < len(sft) else None,
-                    "chosen": turn(pair[0]) if pair else None,
-                    "rejected": turn(pair[1]) if pair else None,
+                selected_columns(prompt, sft_text, (texts[pair[0]], texts[pair[1]]) if pair else None)
+                | {
                     "scores": base_scores
                     | {
                         "chosen_reward": rewards[pair[0]] if pair else None,
                         "rejected_reward": rewards[pair[1]] if pair else None,
-                    },
+                    }
                 }
             )
         return out

@@ -18,26 +18,25 @@ can be retried.
 
 from __future__ import annotations
 
-import atexit
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from datagen.stages.base import LIGHT_TASK_CPUS, BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stages.base import BuildContext, Row, RowResult
 from datagen.stages.registry import register_stage
-from sandbox.config import SandboxConfig
+from datagen.stages.sandbox_worker import (
+    SandboxStage,
+    SandboxStageSpec,
+    SandboxWorker,
+    sandbox_failure,
+)
 from sandbox.verdict import VERDICT_TYPE, Verdict
 
 if TYPE_CHECKING:
     import ray.data
 
 SEMAPHORE_NAMESPACE = "assay"
-
-
-class ExecutionFailed(RuntimeError):
-    """The sandbox itself failed for a row (retry-worthy); the row goes to the dead letters."""
 
 
 class _Semaphore:
@@ -77,7 +76,74 @@ def semaphore_name(stage_name: str) -> str:
     return f"assay-execute-{stage_name}"
 
 
-class ExecuteStageSpec(StageSpec):
+class _ExecuteWorker(SandboxWorker):
+    """A Ray actor holding one sandbox; its executions wait for the stage's semaphore."""
+
+    stage: ExecuteStage
+
+    def __init__(self, stage: ExecuteStage) -> None:
+        super().__init__(stage)
+        self.semaphore = semaphore(semaphore_name(stage.name), stage.spec.max_concurrency)
+
+    @property
+    def spec(self) -> ExecuteStageSpec:
+        return self.stage.spec
+
+    def _verify(self, language: Any, program: Any, tests: Any) -> Verdict:
+        import ray
+
+        from sandbox.verify import verify
+
+        ray.get(self.semaphore.acquire.remote())
+        try:
+            return verify(
+                self.sandbox, language, program, tests, extract=self.spec.extract,
+                limits=self.spec.sandbox.limits.to_limits(),
+            )  # fmt: skip
+        finally:
+            self.semaphore.release.remote()
+
+    def process_rows(self, rows: list[Row]) -> list[RowResult]:
+        stage, spec = self.stage, self.spec
+        jobs: list[tuple[int, Any]] = []
+        for index, row in enumerate(rows):
+            programs = row[stage.program]
+            if stage.list_input:
+                for completion in programs or []:
+                    text = completion.get("text") if isinstance(completion, dict) else completion
+                    jobs.append((index, (row[spec.language], text, row[spec.tests])))
+            else:
+                jobs.append((index, (row[spec.language], programs, row[spec.tests])))
+        verdicts = list(self.pool.map(lambda job: self._verify(*job[1]), jobs))
+        per_row: list[list[Verdict]] = [[] for _ in rows]
+        for (index, _), verdict in zip(jobs, verdicts, strict=True):
+            per_row[index].append(verdict)
+        results: list[RowResult] = []
+        for row_verdicts in per_row:
+            failure = sandbox_failure(row_verdicts)
+            if failure is not None:
+                results.append(failure)
+            elif stage.list_input:
+                results.append(
+                    {
+                        "completion_verdicts": [v.to_row() for v in row_verdicts],
+                        spec.scores: [v.reward for v in row_verdicts],
+                    }
+                )
+            else:
+                (verdict,) = row_verdicts
+                results.append(
+                    {
+                        "verdict": verdict.status,
+                        "verdict_details": verdict.to_row(),
+                        "pass_rate": verdict.pass_rate,
+                        "reward": verdict.reward,
+                    }
+                )
+        return results
+
+
+class ExecuteStageSpec(SandboxStageSpec):
     """Run programs (or each completion's code block) against the row's tests in the sandbox."""
 
     type: Literal["execute"] = "execute"
@@ -91,11 +157,6 @@ class ExecuteStageSpec(StageSpec):
     tests: str = Field("tests", description="Column with each row's tests, in the language's test format.")
     extract: bool = Field(True, description="Take the program from a fenced code block (False: bare code).")
     scores: str = Field("completion_scores", description="With `completions`: column for one reward each.")
-    sandbox: SandboxConfig = Field(
-        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
-    )
-    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
-    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
     max_concurrency: int = Field(8, ge=1, description="Executions in flight at once across all actors.")
     threads: int | None = Field(
         None, ge=1, description="Executions each actor keeps in flight (default: its sandbox's pool size)."
@@ -111,7 +172,7 @@ class ExecuteStageSpec(StageSpec):
 
 
 @register_stage
-class ExecuteStage(Stage[ExecuteStageSpec]):
+class ExecuteStage(SandboxStage[ExecuteStageSpec]):
     """Run each row's program (or each completion) against the row's tests in the sandbox.
 
     With `program`, a text column (a program, or a completion with a fenced block) gets a
@@ -119,12 +180,13 @@ class ExecuteStage(Stage[ExecuteStageSpec]):
     """
 
     spec_class = ExecuteStageSpec
+    worker = _ExecuteWorker
 
     def __init__(self, spec: ExecuteStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
         self.list_input = spec.program is None
         self.program = spec.program or spec.completions or "completions"
-        self.threads = spec.threads or spec.sandbox.pool_size
+        self.threads = spec.threads or self.threads
         self.semaphore: Any = None
         self.reads = (self.program, spec.language, spec.tests)
         if self.list_input:
@@ -144,98 +206,6 @@ class ExecuteStage(Stage[ExecuteStageSpec]):
         return ray.get(self.semaphore.stats.remote())
 
     def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
-        import ray.data
-
         # Created before any actor asks, and held here: a named actor dies with its last handle.
         self.semaphore = semaphore(semaphore_name(self.name), self.spec.max_concurrency)
-        return ds.map_batches(
-            _ExecuteWorker,
-            fn_constructor_args=(self,),
-            batch_size=self.spec.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.spec.actors),
-            num_cpus=LIGHT_TASK_CPUS,  # the programs run in containers, bounded by the semaphore
-            udf_modifying_row_count=False,
-        )
-
-
-class _ExecuteWorker:
-    """A Ray actor holding one sandbox; called with batches of rows."""
-
-    def __init__(self, stage: ExecuteStage) -> None:
-        from sandbox import open_sandbox
-
-        self.stage = stage
-        self.sandbox = open_sandbox(stage.spec.sandbox)
-        atexit.register(self.sandbox.close)
-        self.semaphore = semaphore(semaphore_name(stage.name), stage.spec.max_concurrency)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, self.stage.threads))
-
-    @property
-    def spec(self) -> ExecuteStageSpec:
-        return self.stage.spec
-
-    def __del__(self) -> None:
-        # Ray Data calls a UDF's __del__ when it shuts its actor down; stop the containers now
-        # (a killed actor's containers are reaped by the next sandbox that starts).
-        sandbox = getattr(self, "sandbox", None)
-        if sandbox is not None:
-            self.sandbox = None
-            sandbox.close()
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-        return process_table(table, stage.name, stage.reads, stage.writes, self._execute_rows)
-
-    def _verify(self, language: Any, program: Any, tests: Any) -> Verdict:
-        import ray
-
-        from sandbox.verify import verify
-
-        ray.get(self.semaphore.acquire.remote())
-        try:
-            return verify(
-                self.sandbox, language, program, tests, extract=self.spec.extract,
-                limits=self.spec.sandbox.limits.to_limits(),
-            )  # fmt: skip
-        finally:
-            self.semaphore.release.remote()
-
-    def _execute_rows(self, rows: list[Row]) -> list[RowResult]:
-        stage, spec = self.stage, self.spec
-        jobs: list[tuple[int, Any]] = []
-        for index, row in enumerate(rows):
-            programs = row[stage.program]
-            if stage.list_input:
-                for completion in programs or []:
-                    text = completion.get("text") if isinstance(completion, dict) else completion
-                    jobs.append((index, (row[spec.language], text, row[spec.tests])))
-            else:
-                jobs.append((index, (row[spec.language], programs, row[spec.tests])))
-        verdicts = list(self.pool.map(lambda job: self._verify(*job[1]), jobs))
-        per_row: list[list[Verdict]] = [[] for _ in rows]
-        for (index, _), verdict in zip(jobs, verdicts, strict=True):
-            per_row[index].append(verdict)
-        results: list[RowResult] = []
-        for row_verdicts in per_row:
-            broken = [v for v in row_verdicts if v.status == "sandbox_error"]
-            if broken:
-                results.append(ExecutionFailed(f"sandbox error: {broken[0].message}"))
-            elif stage.list_input:
-                results.append(
-                    {
-                        "completion_verdicts": [v.to_row() for v in row_verdicts],
-                        spec.scores: [v.reward for v in row_verdicts],
-                    }
-                )
-            else:
-                (verdict,) = row_verdicts
-                results.append(
-                    {
-                        "verdict": verdict.status,
-                        "verdict_details": verdict.to_row(),
-                        "pass_rate": verdict.pass_rate,
-                        "reward": verdict.reward,
-                    }
-                )
-        return results
+        return super().apply(ds)  # the programs run in containers, bounded by the semaphore

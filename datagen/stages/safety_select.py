@@ -30,9 +30,9 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from datagen.stages.base import ERROR_COLUMN, BuildContext, Row, RowStage, StageSpec
+from datagen.stages.base import ERROR_COLUMN, BuildContext, Row, RowStage
 from datagen.stages.registry import register_stage
-from datasets_registry.kinds import MESSAGES_TYPE
+from datagen.stages.selection import SELECTION_TYPES, SelectionStageSpec, selected_columns
 from judges.refusal import classify_refusal, no_apology, strip_apology
 
 SAFETY_SCORES_TYPE = pa.struct(
@@ -50,12 +50,10 @@ SAFETY_SCORES_TYPE = pa.struct(
 OPPOSITE = {"refuse": ("compliance", "partial"), "comply": ("refusal", "partial")}
 
 
-class SafetySelectStageSpec(StageSpec):
+class SafetySelectStageSpec(SelectionStageSpec):
     """Choose a refusal without apology or a compliance, by each row's preferred behaviour."""
 
     type: Literal["safety_select"] = "safety_select"
-    prompt: str = Field("prompt_messages", description="Column holding the prompt conversation.")
-    completions: str = Field("completions", description="Column of completions.")
     prefer: str = Field("prefer", description="Column: the preferred behaviour, `refuse` or `comply`.")
     should_refuse: str = Field("should_refuse", description="Column: the request is harmful (bool).")
     mode: str = Field("mode", description="Column: the safety mode of the row.")
@@ -88,10 +86,7 @@ class SafetySelectStage(RowStage[SafetySelectStageSpec]):
         columns = (spec.prompt, spec.completions, spec.prefer, spec.should_refuse, spec.mode, spec.persona)
         self.reads = (*columns, *([spec.rewards] if spec.rewards else []))
         self.writes = {
-            "prompt": MESSAGES_TYPE,
-            "messages": MESSAGES_TYPE,
-            "chosen": MESSAGES_TYPE,
-            "rejected": MESSAGES_TYPE,
+            **SELECTION_TYPES,
             "behaviours": pa.list_(pa.string()),
             "apologies": pa.list_(pa.bool_()),
             "chosen_origin": pa.string(),
@@ -124,11 +119,8 @@ class SafetySelectStage(RowStage[SafetySelectStageSpec]):
         apologies = [v.apologises for v in verdicts]
         n = len(texts)
         refusals = [i for i in range(n) if behaviours[i] == "refusal"]
-        out: Row = {
-            "prompt": row[spec.prompt],
-            "messages": None,
-            "chosen": None,
-            "rejected": None,
+        prompt = row[spec.prompt]
+        out: Row = selected_columns(prompt) | {
             "behaviours": behaviours,
             "apologies": apologies,
             "chosen_origin": None,
@@ -147,20 +139,14 @@ class SafetySelectStage(RowStage[SafetySelectStageSpec]):
         chosen_text, origin = self._chosen(prefer, texts, behaviours, apologies, rewards)
         if chosen_text is None:
             return out | {"drop_reason": "no_refusal" if prefer == "refuse" else "no_compliance"}
-        out |= {
-            "messages": row[spec.prompt] + [{"role": "assistant", "content": chosen_text}],
-            "chosen_origin": origin,
-        }
+        out |= selected_columns(prompt, chosen_text) | {"chosen_origin": origin}
         opposite = [i for i in range(n) if behaviours[i] in OPPOSITE[prefer]]
         rejected = self._pick(opposite, rewards, best=False)
         if rejected is None and prefer == "refuse" and spec.apology_as_rejected:
             rejected = self._pick([i for i in refusals if apologies[i]], rewards, best=False)
         if rejected is None:
             return out | {"drop_reason": "no_opposite_behaviour"}
-        return out | {
-            "chosen": [{"role": "assistant", "content": chosen_text}],
-            "rejected": [{"role": "assistant", "content": texts[rejected]}],
-        }
+        return out | selected_columns(prompt, chosen_text, (chosen_text, texts[rejected]))
 
     def _chosen(
         self,

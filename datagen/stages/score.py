@@ -66,18 +66,16 @@ class ScoreStage(Stage[ScoreStageSpec]):
     def models(self) -> list[str]:
         return [self.model.identity]
 
-    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
-        import ray.data
+    @property
+    def concurrency(self) -> int:
+        return self.spec.concurrency
 
-        return ds.map_batches(
-            _ScoreWorker,
-            fn_constructor_args=(self,),
-            batch_size=self.spec.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.spec.concurrency),
-            num_cpus=self.spec.num_cpus,
-            udf_modifying_row_count=False,
-        )
+    @property
+    def actor_cpus(self) -> float:
+        return self.spec.num_cpus
+
+    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
+        return self.map_actors(ds, _ScoreWorker, self.spec.batch_size)
 
 
 class _ScoreWorker:

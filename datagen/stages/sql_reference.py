@@ -16,22 +16,18 @@ Input `tests`: `{"setup": "CREATE TABLE ...; INSERT ...;", "cases": [{"name": ..
 
 from __future__ import annotations
 
-import atexit
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from datagen.stages.base import LIGHT_TASK_CPUS, BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stages.base import BuildContext, Row, RowResult
 from datagen.stages.registry import register_stage
+from datagen.stages.sandbox_worker import SandboxStage, SandboxStageSpec, SandboxWorker
 from judges.code.sql import canonical_sql, orders_rows
-from sandbox.config import SandboxConfig
 
 if TYPE_CHECKING:
-    import ray.data
-
     from sandbox.execution import Sandbox
 
 # Runs in the sandbox: the reference query on a fresh in-memory database per case; rows as JSON.
@@ -86,24 +82,29 @@ def reference_rows(sandbox: Sandbox, query: str, tests: dict, limits: Any) -> li
     return rows
 
 
-class SqlReferenceStageSpec(StageSpec):
+class _SqlReferenceWorker(SandboxWorker):
+    """A Ray actor holding one sandbox; runs its batch's rows on its threads."""
+
+    stage: SqlReferenceStage
+
+    def process_rows(self, rows: list[Row]) -> list[RowResult]:
+        return self.map_rows(lambda row: self.stage.process(row, self.sandbox), rows)
+
+
+class SqlReferenceStageSpec(SandboxStageSpec):
     """Fill SQL tests' expected rows by running the reference query in the sandbox."""
 
     type: Literal["sql_reference"] = "sql_reference"
     reference: str = Field("solution", description="Column with the reference query.")
     tests: str = Field("tests", description="Column with the database and cases (JSON); rewritten in place.")
-    sandbox: SandboxConfig = Field(
-        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
-    )
-    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
-    batch_size: int = Field(16, ge=1, description="Rows per batch sent to an actor.")
 
 
 @register_stage
-class SqlReferenceStage(Stage[SqlReferenceStageSpec]):
+class SqlReferenceStage(SandboxStage[SqlReferenceStageSpec]):
     """Rewrite each row's SQL tests with the reference's result set as the expected rows."""
 
     spec_class = SqlReferenceStageSpec
+    worker = _SqlReferenceWorker
 
     def __init__(self, spec: SqlReferenceStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
@@ -131,47 +132,3 @@ class SqlReferenceStage(Stage[SqlReferenceStageSpec]):
             ],
         }
         return {self.spec.tests: json.dumps(filled), "canonical_reference": canonical_sql(query)}
-
-    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
-        import ray.data
-
-        return ds.map_batches(
-            _SqlReferenceWorker,
-            fn_constructor_args=(self,),
-            batch_size=self.spec.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.spec.actors),
-            num_cpus=LIGHT_TASK_CPUS,
-            udf_modifying_row_count=False,
-        )
-
-
-class _SqlReferenceWorker:
-    """A Ray actor holding one sandbox."""
-
-    def __init__(self, stage: SqlReferenceStage) -> None:
-        from sandbox import open_sandbox
-
-        self.stage = stage
-        self.sandbox = open_sandbox(stage.spec.sandbox)
-        atexit.register(self.sandbox.close)
-        self.pool = ThreadPoolExecutor(max_workers=stage.spec.sandbox.pool_size)
-
-    def __del__(self) -> None:
-        sandbox = getattr(self, "sandbox", None)
-        if sandbox is not None:
-            self.sandbox = None
-            sandbox.close()
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-        return process_table(table, stage.name, stage.reads, stage.writes, self._rows)
-
-    def _rows(self, rows: list[Row]) -> list[RowResult]:
-        def one(row: Row) -> RowResult:
-            try:
-                return self.stage.process(row, self.sandbox)
-            except Exception as err:  # noqa: BLE001 - a bad row becomes a dead letter
-                return err
-
-        return list(self.pool.map(one, rows))

@@ -21,7 +21,6 @@ the stage sums them into the dataset's lineage metrics.
 from __future__ import annotations
 
 import ast
-import atexit
 import copy
 import re
 from dataclasses import dataclass, field
@@ -32,18 +31,16 @@ from pydantic import Field, field_validator
 
 from datagen.stages.base import (
     ERROR_COLUMN,
-    LIGHT_TASK_CPUS,
     BuildContext,
     Row,
     RowResult,
-    Stage,
-    StageSpec,
     process_table,
+    run_rows_isolated,
     set_column,
 )
 from datagen.stages.registry import register_stage
+from datagen.stages.sandbox_worker import SandboxStage, SandboxStageSpec, SandboxWorker, check_sandbox
 from judges.code.mutation import OPERATORS, Mutant, mutants
-from sandbox.config import SandboxConfig
 from sandbox.extract import extract_code
 from sandbox.verdict import Verdict
 
@@ -271,7 +268,7 @@ def validate_suites(
         sandbox, [Job("python", reference, ast.unparse(s.tree), extract=False) for s in runnable],  # type: ignore[arg-type]
         workers=workers, limits=limits,
     )  # fmt: skip
-    _check_sandbox(on_reference)
+    check_sandbox(on_reference)
     for suite, verdict in zip(runnable, on_reference, strict=True):
         if verdict.status in ("passed", "failed"):
             results = _results(verdict)
@@ -284,7 +281,7 @@ def validate_suites(
         sandbox, [Job("python", mutant_list[m].source, s.pruned, extract=False) for s, m in jobs],
         workers=workers, limits=limits,
     )  # fmt: skip
-    _check_sandbox(on_mutants)
+    check_sandbox(on_mutants)
     killed: set[int] = set()
     for (suite, m), verdict in zip(jobs, on_mutants, strict=True):
         if verdict.status != "failed":  # a crash or timeout catches the mutant, but no test in particular
@@ -299,24 +296,52 @@ def validate_suites(
         (validation.final,) = verify_many(
             sandbox, [Job("python", reference, kept, extract=False)], limits=limits
         )
-        _check_sandbox([validation.final])
+        check_sandbox([validation.final])
     return validation
-
-
-class ExecutionFailed(RuntimeError):
-    """The sandbox itself failed for a row (retry-worthy); the row goes to the dead letters."""
-
-
-def _check_sandbox(verdicts: list[Verdict]) -> None:
-    broken = [v for v in verdicts if v.status == "sandbox_error"]
-    if broken:
-        raise ExecutionFailed(f"sandbox error: {broken[0].message}")
 
 
 # ------------------------------------------------------------------ the stage
 
 
-class SynthesizeTestsStageSpec(StageSpec):
+class _SynthesizeWorker(SandboxWorker):
+    """A Ray actor holding one sandbox; validates a batch's rows one after the other (each row's
+    runs use the sandbox's pool)."""
+
+    stage: SynthesizeTestsStage
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        stage = self.stage
+        pending = [i for i, error in enumerate(table[ERROR_COLUMN].to_pylist()) if error is None]
+        results: list[RowResult] = []
+
+        def rows(batch: list[Row]) -> list[RowResult]:
+            results.extend(self.process_rows(batch))
+            return results
+
+        out = process_table(table, stage.name, stage.reads, stage.writes, rows)
+        # process_table keeps a column's earlier value where a row's new one is null; here null
+        # means "too few tests kept", so it must replace the source's tests and verdict.
+        for name, arrow_type in stage.writes.items():
+            values = out[name].to_pylist()
+            for index, result in zip(pending, results, strict=True):
+                if isinstance(result, dict):
+                    values[index] = result[name]
+            out = set_column(out, name, pa.array(values, type=arrow_type))
+        return out
+
+    def process_rows(self, rows: list[Row]) -> list[RowResult]:
+        spec = self.stage.spec
+        limits = spec.sandbox.limits.to_limits()
+
+        def run(reference: str, suites: list[Suite], mutant_list: list[Mutant]) -> Validation:
+            return validate_suites(
+                self.sandbox, reference, suites, mutant_list, limits=limits, workers=spec.sandbox.pool_size
+            )
+
+        return run_rows_isolated(rows, lambda row: self.stage.row_result(row, run))
+
+
+class SynthesizeTestsStageSpec(SandboxStageSpec):
     """Keep model-written unit tests that parse, pass the reference and catch a mutant."""
 
     type: Literal["synthesize_tests"] = "synthesize_tests"
@@ -337,10 +362,6 @@ class SynthesizeTestsStageSpec(StageSpec):
     operators: list[str] | None = Field(
         None, description="Mutation operators (default: all of judges/code/mutation.py)."
     )
-    sandbox: SandboxConfig = Field(
-        default_factory=lambda: SandboxConfig(pool_size=2), description="The sandbox each actor opens."
-    )
-    actors: int = Field(1, ge=1, description="Ray actors, each with its own warm sandbox.")
     batch_size: int = Field(4, ge=1, description="Rows per batch sent to an actor.")
 
     @field_validator("operators")
@@ -353,10 +374,11 @@ class SynthesizeTestsStageSpec(StageSpec):
 
 
 @register_stage
-class SynthesizeTestsStage(Stage[SynthesizeTestsStageSpec]):
+class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
     """Validate each row's model-written tests against its reference and mutants in the sandbox."""
 
     spec_class = SynthesizeTestsStageSpec
+    worker = _SynthesizeWorker
 
     def __init__(self, spec: SynthesizeTestsStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
@@ -367,19 +389,6 @@ class SynthesizeTestsStage(Stage[SynthesizeTestsStageSpec]):
             "pass_rate": pa.float64(),
             "test_synthesis": STATS_TYPE,
         }
-
-    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
-        import ray.data
-
-        return ds.map_batches(
-            _SynthesizeWorker,
-            fn_constructor_args=(self,),
-            batch_size=self.spec.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.spec.actors),
-            num_cpus=LIGHT_TASK_CPUS,  # the runs happen in containers
-            udf_modifying_row_count=False,
-        )
 
     def row_result(self, row: Row, run: Any) -> Row:
         """Validate one row with `run(reference, suites, mutants) -> Validation`."""
@@ -444,57 +453,3 @@ class SynthesizeTestsStage(Stage[SynthesizeTestsStageSpec]):
             "mutation_score_mean": round(sum(s["mutation_score"] for s in stats) / len(stats), 4),
             "mutants": sum(s["mutants"] for s in stats),
         }
-
-
-class _SynthesizeWorker:
-    """A Ray actor holding one sandbox; validates a batch's rows."""
-
-    def __init__(self, stage: SynthesizeTestsStage) -> None:
-        from sandbox import open_sandbox
-
-        self.stage = stage
-        self.sandbox = open_sandbox(stage.spec.sandbox)
-        atexit.register(self.sandbox.close)
-
-    def __del__(self) -> None:
-        sandbox = getattr(self, "sandbox", None)
-        if sandbox is not None:
-            self.sandbox = None
-            sandbox.close()
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-        pending = [i for i, error in enumerate(table[ERROR_COLUMN].to_pylist()) if error is None]
-        results: list[RowResult] = []
-
-        def rows(batch: list[Row]) -> list[RowResult]:
-            results.extend(self._rows(batch))
-            return results
-
-        out = process_table(table, stage.name, stage.reads, stage.writes, rows)
-        # process_table keeps a column's earlier value where a row's new one is null; here null
-        # means "too few tests kept", so it must replace the source's tests and verdict.
-        for name, arrow_type in stage.writes.items():
-            values = out[name].to_pylist()
-            for index, result in zip(pending, results, strict=True):
-                if isinstance(result, dict):
-                    values[index] = result[name]
-            out = set_column(out, name, pa.array(values, type=arrow_type))
-        return out
-
-    def _rows(self, rows: list[Row]) -> list[RowResult]:
-        spec = self.stage.spec
-        limits = spec.sandbox.limits.to_limits()
-
-        def run(reference: str, suites: list[Suite], mutant_list: list[Mutant]) -> Validation:
-            return validate_suites(
-                self.sandbox, reference, suites, mutant_list, limits=limits, workers=spec.sandbox.pool_size
-            )
-
-        results: list[RowResult] = []
-        for row in rows:
-            try:
-                results.append(self.stage.row_result(row, run))
-            except Exception as err:  # noqa: BLE001 - a bad row becomes a dead letter
-                results.append(err)
-        return results

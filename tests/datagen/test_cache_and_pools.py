@@ -202,22 +202,6 @@ def test_teacher_pool_routes_rows_and_records_models(
     assert len(lineage.models) == 2 and json.dumps(lineage.metrics["usage"])  # two distinct models
 
 
-def test_more_actor_cpus_than_ray_has_is_an_error_not_a_hang(
-    tmp_path: Path, tiny_model: Path, ray_local: None
-) -> None:
-    import pytest
-
-    from assay.errors import AssayError
-
-    teachers = [{"engine": {"model": str(tiny_model), "num_cpus": 1.5}}]
-    spec = write_spec(tmp_path, {"teachers": teachers, "sampling": {"max_tokens": 2}}, rows=2)
-    registry = Registry(tmp_path / "registry")
-    job = prepare_job(load_spec(spec), registry, ModelStore(tmp_path / "m"))
-    with pytest.raises(AssayError, match="the model actors need 1.5 CPUs but Ray has 2"):
-        run_job(job, registry, log=print)
-    assert registry.names() == []
-
-
 def test_pipeline_with_an_openai_teacher(tmp_path: Path, ray_local: None, monkeypatch) -> None:  # noqa: ANN001
     import pytest
     from openai_server import FakeOpenAIServer
