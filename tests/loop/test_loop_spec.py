@@ -1,13 +1,16 @@
 """A loop spec is refused, in one line and before any step, when it names what cannot run."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from assay.cli.main import app
 from loop.spec import LoopSpecError, load_loop_spec
+
+ASSAY = str(Path(sys.executable).parent / "assay")
 
 
 def write_spec(folder: Path, **fields: object) -> Path:
@@ -54,14 +57,17 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
     assert raw["evaluation"]["limit"] == 5
 
 
-def run_cli(tmp_path: Path, *args: str):  # noqa: ANN201
-    return CliRunner().invoke(app, ["--registry", str(tmp_path / "registry"), *args])
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The installed `assay` command (its entry point turns user errors into exit 2)."""
+    env = os.environ | {"ASSAY_HOME": str(tmp_path / "assay-home")}
+    command = [ASSAY, "--registry", str(tmp_path / "registry"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_unknown_start_model_is_refused_before_any_step(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "loop", "run", str(write_spec(tmp_path)))
-    assert result.exit_code == 2
-    assert "base-model" in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.returncode == 2
+    assert "base-model" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "assay-home" / "loops").exists()  # nothing ran, no state written
 
 
@@ -70,12 +76,12 @@ def test_unknown_dataset_is_refused_before_any_step(
 ) -> None:
     spec = write_spec(tmp_path, start=str(tiny_model))
     result = run_cli(tmp_path, "loop", "run", str(spec))
-    assert result.exit_code == 2, result.output
-    assert "experts.if.dataset" in result.output and "sft-data" in result.output
+    assert result.returncode == 2, result.stderr
+    assert "experts.if.dataset" in result.stderr and "sft-data" in result.stderr
     assert not (tmp_path / "assay-home" / "loops").exists()
 
 
 def test_resume_of_an_unknown_loop_names_the_known_ones(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "loop", "resume", "nope")
-    assert result.exit_code == 2
-    assert "no loop named 'nope'" in result.output
+    assert result.returncode == 2
+    assert "no loop named 'nope'" in result.stderr
