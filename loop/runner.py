@@ -24,7 +24,7 @@ from typing import Any
 
 from datasets_registry import Registry
 from loop.gates import Gate, Summary, expert_beats_start, final_at_least_start, soup_keeps_gain
-from loop.spec import EvaluationSpec, ExpertStep, LoopSpec, LoopSpecError
+from loop.spec import ArbiterCheck, DataStep, EvaluationSpec, ExpertStep, LoopSpec, LoopSpecError
 from loop.state import LoopState, StepRecord, save_state
 from model_store import ModelStore
 
@@ -61,6 +61,8 @@ def data_outputs(spec: LoopSpec, spec_dir: Path) -> dict[str, str]:
     produced: dict[str, str] = {}
     for step in spec.data:
         loaded = load_spec(_resolve(spec_dir, step.pipeline), step.set)
+        if step.arbiter is not None:  # the fallback must give a valid spec too
+            load_spec(_resolve(spec_dir, step.pipeline), [*step.set, *step.arbiter.fallback])
         for output in loaded.spec.outputs:
             produced[output.dataset] = step.name
     return produced
@@ -92,6 +94,18 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
                     "no dev split to search weights on; give merge.weights instead"
                 )
     produced = data_outputs(spec, spec_dir)
+    for step in spec.data:
+        if step.arbiter is not None:
+            context.store.resolve(step.arbiter.model)
+            try:
+                heldout = context.registry.open(step.arbiter.heldout)
+            except Exception as err:
+                raise LoopSpecError(f"data.{step.name}.arbiter.heldout: {err}") from err
+            if heldout.kind not in ("rm_pairs", "preference"):
+                raise LoopSpecError(
+                    f"data.{step.name}.arbiter.heldout: {heldout.ref} is of kind {heldout.kind!r}; "
+                    "need rm_pairs or preference"
+                )
     for expert in spec.experts:
         name, version = _split_ref(expert.dataset)
         where = f"experts.{expert.name}.dataset"
@@ -177,11 +191,19 @@ def _since(started: float) -> float:
     return round(time.monotonic() - started, 2)
 
 
-def _run_data(step: Any, spec_dir: Path, context: LoopContext) -> dict[str, Any]:
+def _run_data(step: DataStep, spec_dir: Path, context: LoopContext) -> dict[str, Any]:
     from datagen.job import prepare_job, run_job
     from datagen.spec import load_spec
 
-    loaded = load_spec(_resolve(spec_dir, step.pipeline), step.set)
+    overrides, checked = list(step.set), {}
+    if step.arbiter is not None:
+        checked = _check_arbiter(step.arbiter, context)
+        if not checked["trusted"]:
+            overrides += step.arbiter.fallback
+            context.log(
+                f"{step.name}: selecting without the reward model ({', '.join(step.arbiter.fallback)})"
+            )
+    loaded = load_spec(_resolve(spec_dir, step.pipeline), overrides)
     job = prepare_job(loaded, context.registry, context.store, use_cache=context.use_cache)
     report = run_job(job, context.registry, log=context.log)
     return {
@@ -189,7 +211,20 @@ def _run_data(step: Any, spec_dir: Path, context: LoopContext) -> dict[str, Any]
         "outputs": {output.ref.partition("@")[0]: output.ref for output in report.outputs},
         "rows_in": report.rows_in,
         "rows_failed": report.rows_failed,
+        "overrides": overrides,
+        **({"arbiter": checked} if checked else {}),
     }
+
+
+def _check_arbiter(arbiter: ArbiterCheck, context: LoopContext) -> dict[str, Any]:
+    """The reward model's trust report on held-out pairs (logged in one line)."""
+    from reward_model.check import evaluate_on_pairs
+    from reward_model.eval import format_trust
+
+    model = context.store.resolve(arbiter.model)
+    evaluation = evaluate_on_pairs(model.path, context.registry.open(arbiter.heldout), limit=arbiter.limit)
+    context.log(f"{arbiter.model} on {arbiter.heldout}: {format_trust(evaluation.trust)}")
+    return {"model": arbiter.model, "heldout": arbiter.heldout, **evaluation.trust.as_dict()}
 
 
 def _dataset_ref(expert: ExpertStep, spec: LoopSpec, state: LoopState) -> str:

@@ -23,12 +23,31 @@ class LoopSpecError(AssayError, ValueError):
     """A loop spec that cannot run; the message names the file and field."""
 
 
+class ArbiterCheck(StrictModel):
+    """Check a reward model before a data step lets it select: it is trusted only when its
+    accuracy on held-out pairs beats the better of "longer wins" and "shorter wins" by more
+    than one standard error (`reward_model.eval.trust_report`); otherwise the step runs with
+    `fallback`, overrides that select with the verifiers and judges instead."""
+
+    model: str = Field(description="The reward model the pipeline scores with (stored name or folder).")
+    heldout: str = Field(description="Preference pairs of the target domain it was not trained on (NAME@V).")
+    limit: int | None = Field(400, ge=1, description="Pairs to evaluate (the first N); None: all.")
+    fallback: list[str] = Field(
+        min_length=1,
+        description="`KEY=VALUE` overrides applied when the model is not trusted, e.g. "
+        "`recipe.params.rank_by=verifiers`.",
+    )
+
+
 class DataStep(StrictModel):
     """Run one pipeline spec (a recipe) and register its outputs."""
 
     name: str = Field(description="Step name, unique in the loop.")
     pipeline: str = Field(description="Pipeline spec (YAML), relative to the loop spec's folder.")
     set: list[str] = Field(default_factory=list, description="`KEY=VALUE` overrides of the pipeline spec.")
+    arbiter: ArbiterCheck | None = Field(
+        None, description="Check the pipeline's reward model first; select without it if untrusted."
+    )
 
 
 class ExpertStep(StrictModel):

@@ -150,3 +150,49 @@ def test_an_expert_is_not_trained_on_data_that_overlaps_an_evaluation_set(
         run_loop(spec, state, context(registry, store, home))
     assert not store.has("leaky-loop-a")
     assert load_state(home, "leaky-loop").steps["expert:a"].status == "failed"
+
+
+def test_an_untrusted_reward_model_is_replaced_by_the_fallback_selection(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None, shared_data: Path
+) -> None:
+    import pyarrow as pa
+    from transformers import AutoTokenizer
+
+    from datasets_registry.kinds import MESSAGES_TYPE
+    from reward_model.model import RewardModel
+
+    rm_folder = tmp_path / "random-rm"  # untrained: no better than reply length
+    RewardModel.from_backbone(tiny_model, seed=0).save(rm_folder, AutoTokenizer.from_pretrained(tiny_model))
+    turn = [{"role": "user", "content": "Say something kind."}]
+    pairs = [  # the preferred reply is always the longer one: "longer wins" is right on every pair
+        {"id": f"p{i}", "prompt": turn,
+         "chosen": [{"role": "assistant", "content": "You did a really wonderful job today, thank you " * 2}],
+         "rejected": [{"role": "assistant", "content": "ok" + "!" * (i % 3)}]}
+        for i in range(12)
+    ]  # fmt: skip
+    schema = pa.schema([("id", pa.string()), ("prompt", MESSAGES_TYPE), ("chosen", MESSAGES_TYPE),
+                        ("rejected", MESSAGES_TYPE)])  # fmt: skip
+    registry.write("heldout-prefs", pa.Table.from_pylist(pairs, schema=schema), kind="preference")
+    spec_path = write_loop(tmp_path, tiny_model)
+    spec, raw = load_loop_spec(
+        spec_path,
+        [
+            "data.0.arbiter.model=" + str(rm_folder),
+            "data.0.arbiter.heldout=heldout-prefs@1",
+            "data.0.arbiter.fallback=[stages.1.sampling.max_tokens=4]",
+            "experts=[{name: a, domain: ifeval, dataset: tiny-sft@latest,"
+            " train: {max_steps: 1, max_length: 256}}]",
+            "evaluation.suites=[ifeval]",
+            "merge=null",
+        ],
+    )
+    home = tmp_path / "assay-home"
+    ctx = context(registry, ModelStore(home / "models"), home)
+    check_loop(spec, tmp_path, ctx)
+    state = run_loop(spec, LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path)), ctx)
+    data = state.result("data:bon")
+    assert data["arbiter"]["trusted"] is False
+    assert data["arbiter"]["longer_wins"]["value"] == 1.0
+    assert data["overrides"] == ["stages.1.sampling.max_tokens=4"]
+    lineage = registry.open(data["outputs"]["tiny-sft"]).info.lineage
+    assert lineage.spec["stages"][1]["sampling"]["max_tokens"] == 4  # the job ran with the fallback
