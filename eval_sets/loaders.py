@@ -202,10 +202,12 @@ def texts_for_decontamination(*, data_dir: Path | None = None) -> dict[str, list
     """Every evaluation set's texts a training row must not contain: set name → [(id, text)].
 
     HumanEval contributes prompt and canonical solution, MGSM every language's questions,
-    m-IFEval only its held-out prompts (the rest may be trained on).
+    m-IFEval its test and dev prompts (the rest may be trained on; training on the dev split
+    would bias the merge weights chosen on it).
     """
+    ifeval = [*load_ifeval(data_dir=data_dir), *load_ifeval(split="dev", data_dir=data_dir)]
     return {
-        "ifeval": [(item.id, item.prompt) for item in load_ifeval(data_dir=data_dir)],
+        "ifeval": [(item.id, item.prompt) for item in ifeval],
         "humaneval": [
             (item.id, item.prompt + item.canonical_solution) for item in load_humaneval(data_dir=data_dir)
         ],

@@ -333,3 +333,38 @@ def gc(
     for info in removed:
         console.print(f"{verb} {info.name}@{info.version} ({info.num_rows} rows, {_when(info.created_at)})")
     console.print(f"{verb} {len(removed)} version(s)")
+
+
+@app.command("decontam")
+def decontam(
+    ref: Ref,
+    n: Annotated[int, typer.Option("--n", min=2, help="Word n-gram length (characters: 2n for zh/ja).")] = 8,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Flag a row holding this share of an evaluation item's n-grams (0: any)."
+        ),
+    ] = 0.5,
+    examples: Annotated[int, typer.Option(min=0, help="Overlapping rows to show.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a version's texts against every evaluation set (n-gram overlap): rows overlapping
+    each set, and the first overlapping rows with the item they match. See docs/decontamination.md."""
+    from eval_sets.contamination import check_dataset
+
+    report = check_dataset(open_registry().open(ref), threshold, n=n, examples=examples)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    share = f"{report.flagged_rows} of {report.rows} rows ({report.fraction:.2%})"
+    console.print(
+        f"[bold]{report.dataset}[/]: {share} hold >= {threshold:g} of an evaluation item's "
+        f"{report.n}-grams; columns {', '.join(report.columns)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sets = [[name, count, report.eval_sets.get(name, "")] for name, count in report.by_set.items()]
+    emit_table("rows overlapping each evaluation set", ("set", "rows", "identity"), sets)
+    if report.examples:
+        found = [[e.row, e.set, e.item, f"{e.overlap:.2f}"] for e in report.examples]
+        emit_table("first overlapping rows", ("row", "set", "item", "overlap"), found)

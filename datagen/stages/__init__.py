@@ -13,6 +13,7 @@ from assay.errors import AssayError
 from datagen.stages import (  # noqa: F401 - each registers its stage
     code_problems,
     code_select,
+    decontaminate,
     execute,
     fragment,
     generate,
