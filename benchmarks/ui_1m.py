@@ -1,12 +1,19 @@
 """`assay ui` on a registered 1,000,000-row dataset, against a Parquet load-then-filter baseline.
 
 Builds the 1M-row sft-like versions of `registry_1m.py` (v2: ~1 % rows removed, added and
-changed), registers both, writes both as Parquet files, then serves the registry with the
-viewer in a child process (uvicorn, one worker) and times HTTP requests from this process:
-the first page, a filtered page, a text-search page, two histograms and the diff v1 → v2 (its
-cache off, so every diff is computed on request). Each figure is the median of `--runs`
-requests after one warm-up request. The server's peak resident memory (VmHWM) is read after
-the page requests and again after the diffs.
+changed, written whole as an overwrite), registers both, then `--appends` more versions, each
+appending 1 % new rows to the previous one, writes v1 and v2 as Parquet files, then serves the
+registry with the viewer in a child process (uvicorn, one worker) and times HTTP requests from
+this process: the first page, a filtered page, a text-search page, two histograms and the diff
+v1 → v2. Each figure is the median of `--runs` requests after one warm-up request. The
+server's peak resident memory (VmHWM) is read after the page requests and again after the diffs.
+
+The diff is timed three ways. Cold: a server that keeps no digests (`digest_rows=0`), so every
+full diff reads both versions' content. Digests kept: the server keeps the versions' digests
+(the default) but no computed diff (`diff_cache=0`), so every request computes the diff again
+from the digests, as a diff of any pair of versions seen before is. Appended: on that server,
+the first diff of each appended version against the one before it: the digest of the new
+version is its predecessor's fragments (kept) plus the appended fragment (read).
 
 The baseline, in a second child process: the Parquet-backed approach of a viewer that loads the
 file and then filters (polars `read_parquet`, then filter, slice 100 rows; a histogram of the
@@ -33,8 +40,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
-from registry_1m import build_versions
+from registry_1m import build_chunk, build_versions, text_pool
 from results_io import add_output_args, write_result
 
 from datasets_registry import Registry
@@ -48,7 +56,10 @@ BASELINE_OF = {
     "filtered_page": "filtered_page",
     "histogram_numeric": "histogram",
     "diff_page": "diff",
+    "diff_full_cold": "diff",
     "diff_full": "diff",
+    "diff_page_digests": "diff",
+    "diff_full_appended": "diff",
     "diff_page_revisited": "diff",
 }
 """Which baseline figure each viewer figure stands beside."""
@@ -57,7 +68,10 @@ SERVER = """
 import sys, uvicorn
 from pathlib import Path
 from viewer.app import ViewerSettings, create_app
-app = create_app(ViewerSettings(sys.argv[1], Path(sys.argv[2]), diff_cache=int(sys.argv[4])))
+settings = ViewerSettings(
+    sys.argv[1], Path(sys.argv[2]), diff_cache=int(sys.argv[4]), digest_rows=int(sys.argv[5])
+)
+app = create_app(settings)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
 """
 
@@ -139,8 +153,10 @@ def median_ms(base: str, runs: int, path: str, must_contain: bytes, **params: An
 class Server:
     """The viewer in a child process (uvicorn, one worker) on a free port, for a `with` block."""
 
-    def __init__(self, registry_root: str, model_root: str, *, diff_cache: int) -> None:
-        self.args = [registry_root, model_root, str(free_port()), str(diff_cache)]
+    def __init__(
+        self, registry_root: str, model_root: str, *, diff_cache: int, digest_rows: int = 4_000_000
+    ) -> None:
+        self.args = [registry_root, model_root, str(free_port()), str(diff_cache), str(digest_rows)]
         self.base = f"http://127.0.0.1:{self.args[2]}"
 
     @property
@@ -169,6 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5, help="timed requests per figure (median)")
+    parser.add_argument(
+        "--appends", type=int, default=5, help="versions after v2, each appending 1 %% new rows"
+    )
     add_output_args(parser, "ui_1m")
     args = parser.parse_args()
 
@@ -182,6 +201,10 @@ def main() -> None:
         registry = Registry(Path(tmp) / "registry")
         registry.write(NAME, v1_table, kind="sft")
         registry.write(NAME, v2_table, kind="sft")
+        pool, added = text_pool(np.random.default_rng(77), 8 << 20), max(1, args.rows // 100)
+        for index in range(args.appends):  # new ids: `n` numbers past every earlier row's
+            more = build_chunk(pool, 10 * args.rows + index * added, added, seed=77 + index)
+            registry.write(NAME, more, kind="sft", mode="append")
         v1_parquet, v2_parquet = Path(tmp) / "v1.parquet", Path(tmp) / "v2.parquet"
         pq.write_table(v1_table, v1_parquet)
         pq.write_table(v2_table, v2_parquet)
@@ -210,14 +233,35 @@ def main() -> None:
                     column="scores.ifeval_best",
                     where=WHERE,
                 ),
-                "diff_page": median_ms(server.base, args.runs, page + "/diff", b"diff-rows", old=1, new=2),
             }
             rss_pages = peak_rss_mib(server.pid)
+        # No digests kept: the summary step, then every full diff reads both versions.
+        with Server(registry.root, models, diff_cache=0, digest_rows=0) as server:
+            figures["diff_page"] = median_ms(
+                server.base, args.runs, page + "/diff", b"diff-rows", old=1, new=2
+            )
+            figures["diff_full_cold"] = median_ms(
+                server.base, args.runs, page + "/diff/full", b"diff-changed", old=1, new=2
+            )
+            rss_cold = peak_rss_mib(server.pid)
+        # Digests kept (the default), computed diffs not: each request computes the diff again.
+        with Server(registry.root, models, diff_cache=0) as server:
             figures["diff_full"] = median_ms(
                 server.base, args.runs, page + "/diff/full", b"diff-changed", old=1, new=2
             )
+            figures["diff_page_digests"] = median_ms(
+                server.base, args.runs, page + "/diff", b"diff-changed", old=1, new=2
+            )
+            appended = []
+            for version in range(3, 3 + args.appends):  # the first diff of each appended version
+                seconds, status, body = get(server.base, page + "/diff/full", old=version - 1, new=version)
+                if status != 200 or b"diff-changed" not in body:
+                    raise SystemExit(f"diff {version - 1} -> {version}: status {status}, {body[:300]!r}")
+                appended.append(seconds)
+            if appended:
+                figures["diff_full_appended"] = statistics.median(appended) * 1000
             rss_diff = peak_rss_mib(server.pid)
-        # The default cache: the full diff is computed once, then a revisited diff page shows it inline.
+        # The default caches: the full diff is computed once, then a revisited diff page shows it inline.
         with Server(registry.root, models, diff_cache=16) as server:
             get(server.base, page + "/diff/full", old=1, new=2)
             figures["diff_page_revisited"] = median_ms(
@@ -245,8 +289,9 @@ def main() -> None:
         print(f"{figure:<20} {ms:9.1f} {other_text} {ratio_text}  {met}")
         result_rows[figure] = {"viewer_ms": ms, "parquet_ms": other, "ratio_parquet_over_viewer": ratio}
     print(
-        f"peak RSS: viewer {rss_start:.0f} MiB at start, {rss_pages:.0f} MiB after pages and histograms, "
-        f"{rss_diff:.0f} MiB after diffs; parquet baseline {baseline['peak_rss_mib']:.0f} MiB"
+        f"peak RSS: viewer {rss_start:.0f} MiB at start, {rss_pages:.0f} MiB after pages and histograms; "
+        f"{rss_cold:.0f} MiB after cold diffs; {rss_diff:.0f} MiB after diffs with digests kept; "
+        f"parquet baseline {baseline['peak_rss_mib']:.0f} MiB"
     )
     write_result(
         args,
@@ -262,7 +307,13 @@ def main() -> None:
             "where": WHERE,
             "search": SEARCH,
             "figures": result_rows,
-            "viewer_peak_rss_mib": {"start": rss_start, "after_pages": rss_pages, "after_diff": rss_diff},
+            "appends": args.appends,
+            "viewer_peak_rss_mib": {
+                "start": rss_start,
+                "after_pages": rss_pages,
+                "after_cold_diffs": rss_cold,
+                "after_diffs_with_digests": rss_diff,
+            },
             "parquet_peak_rss_mib": baseline["peak_rss_mib"],
             "goal_ms": GOAL_MS,
         },

@@ -29,11 +29,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assay.errors import AssayError
 from datasets_registry import DatasetVersion, Registry, VersionInfo
-from datasets_registry.diff import DatasetDiff
+from datasets_registry.diff import DatasetDiff, diff_versions
+from datasets_registry.digests import DigestCache
 from datasets_registry.lineage import Lineage, lineage_graph
 from model_store import ModelStore
 from viewer import charts, queries
-from viewer.diffs import diff_summary
+from viewer.diffs import DiffSummary, diff_summary
 from viewer.errors import ViewerError
 from viewer.rows import row_views
 
@@ -63,6 +64,10 @@ class ViewerSettings:
     """The job store's SQLite file; None: no jobs page."""
     diff_cache: int = 16
     """How many computed diffs to keep (versions never change, so a kept diff stays right)."""
+    digest_rows: int = 4_000_000
+    """How many rows of fragment and version digests to keep for diffs (`DigestCache`: about
+    70 MB for a one-fragment version of a million rows of six columns, counted as 2M rows);
+    a diff of two versions whose digests are kept reads no content."""
 
 
 class _Guard:
@@ -156,6 +161,14 @@ class Resolved:
     version: DatasetVersion
     data: lance.LanceDataset
 
+    @property
+    def ref(self) -> str:
+        return self.version.ref
+
+    def to_lance(self) -> lance.LanceDataset:
+        """The version's Lance data, already open (what `diff_versions` reads)."""
+        return self.data
+
 
 class _Cache:
     """A small LRU of immutable results (a version never changes once registered)."""
@@ -192,6 +205,7 @@ class Viewer:
         self.env.filters["pretty"] = _pretty
         self.diffs = _Cache(settings.diff_cache)
         self.summaries = _Cache(settings.diff_cache)
+        self.digests = DigestCache(max(0, settings.digest_rows))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Viewer per server; datasets are immutable
     def _lance(self, uri: str, version: int) -> lance.LanceDataset:
@@ -334,10 +348,17 @@ class Viewer:
                 "diff.html", summary=None, note="only one version: nothing to compare", **context
             )
         key = (old.version.ref, new.version.ref)
-        summary = self.summaries.get(
-            key, lambda: diff_summary(old.data, new.data, old.version.ref, new.version.ref)
+        # The full diff at once when it is kept, or quick to make (both versions' digests kept).
+        quick = key in self.diffs.items or (
+            self.digests.has_version(old.data) and self.digests.has_version(new.data)
         )
-        full = self._full_context(old, new) if key in self.diffs.items else None
+        full = self._full_context(old, new) if quick else None
+        if full is not None:
+            summary = DiffSummary.of(full["diff"])
+        else:
+            summary = self.summaries.get(
+                key, lambda: diff_summary(old.data, new.data, old.version.ref, new.version.ref)
+            )
         return self.render("diff.html", summary=summary, full=full, note=None, **context)
 
     def diff_full(self, request: Request) -> Response:
@@ -349,13 +370,13 @@ class Viewer:
 
     def _full_context(self, old: Resolved, new: Resolved) -> dict[str, Any]:
         key = (old.version.ref, new.version.ref)
-        result: DatasetDiff = self.diffs.get(key, lambda: old.version.diff(new.version))
+        result: DatasetDiff = self.diffs.get(key, lambda: diff_versions(old, new, digests=self.digests))
         pairs = []
-        if result.changed.sample:
-            clause = "`id` IN (" + ", ".join(queries.quote_string(i) for i in result.changed.sample) + ")"
-            before = {r.id: r for r in row_views(old.data.to_table(filter=clause), old.version.kind)}
-            after = {r.id: r for r in row_views(new.data.to_table(filter=clause), new.version.kind)}
-            pairs = [(i, before.get(i), after.get(i)) for i in result.changed.sample]
+        if result.changed_rows:
+            # By row offset: a take of five rows, not a scan of the ids.
+            before = row_views(old.data.take([o for o, _ in result.changed_rows]), old.version.kind)
+            after = row_views(new.data.take([n for _, n in result.changed_rows]), new.version.kind)
+            pairs = list(zip(result.changed.sample, before, after, strict=True))
         return {"diff": result, "pairs": pairs}
 
     def lineage(self, request: Request) -> Response:
@@ -415,7 +436,39 @@ class Viewer:
                 for i, x in enumerate(values)
             )
             curves.append((key, points, low, high, len(values)))
-        return self.render("model.html", record=record, lineage=lineage, bars=bars, curves=curves)
+        return self.render(
+            "model.html",
+            record=record,
+            lineage=lineage,
+            bars=bars,
+            curves=curves,
+            suites=self._eval_suites(record["name"]),
+            chart=charts,
+        )
+
+    def _eval_suites(self, name: str) -> list[dict[str, Any]]:
+        """A model's evaluation runs by suite (sorted by name): the latest run's metrics as a
+        chart and a table, and each metric's history when the suite ran more than once."""
+        by_suite: dict[str, list[dict[str, Any]]] = {}
+        for run in self.models.evals(name):
+            if isinstance(run, dict):
+                by_suite.setdefault(str(run.get("suite") or "?"), []).append(run)
+        suites = []
+        for suite, runs in sorted(by_suite.items()):
+            # Log order is append order; created_at (ISO 8601) orders runs that raced.
+            runs = sorted(runs, key=lambda run: str(run.get("created_at") or ""))
+            latest = runs[-1]
+            metrics = [m for m in latest.get("metrics") or [] if isinstance(m, dict)]
+            suites.append(
+                {
+                    "suite": suite,
+                    "latest": latest,
+                    "runs": len(runs),
+                    "chart": charts.metric_chart(metrics),
+                    "history": charts.history_charts(runs) if len(runs) > 1 else [],
+                }
+            )
+        return suites
 
     # --- jobs -------------------------------------------------------------------------------
 

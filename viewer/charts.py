@@ -1,4 +1,5 @@
-"""Geometry of the server-drawn SVG charts: histogram bars and the lineage graph.
+"""Geometry of the server-drawn SVG charts: histogram bars, the lineage graph, and evaluation
+results (metric bars with error bars, metric history).
 
 Only numbers and plain strings come out of here; the templates write the SVG and escape every
 label. Drawing on the server keeps the browser's work to showing a page, and makes each bar a
@@ -7,8 +8,10 @@ plain link, so clicking one filters the rows without any script.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from datasets_registry.lineage import Lineage, LineageNode
 from viewer.queries import ColumnHistogram
@@ -144,3 +147,159 @@ def lineage_layout(root: LineageNode, model_ref: Callable[[str], str | None] | N
             if node.kind == "model" and node.ref is not None:
                 node.ref = model_ref(node.ref)
     return graph
+
+
+# --- evaluation results -----------------------------------------------------------------------
+
+METRIC_LABEL_WIDTH = 180
+METRIC_AREA_WIDTH = 300
+METRIC_ROW = 22
+HISTORY_WIDTH = 300
+HISTORY_HEIGHT = 90
+HISTORY_PAD = 8
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class MetricBar:
+    """One metric of a run: a bar from the zero line to its value, and its error bar."""
+
+    name: str
+    value: float | None
+    stderr: float | None
+    n: int | None
+    higher_is_better: bool
+    y: int
+    x: float
+    """Left end of the bar (the zero line, or the value when it is negative)."""
+    width: float
+    low_x: float | None
+    """Ends of the error bar (value - stderr, value + stderr); None without a stderr."""
+    high_x: float | None
+    end_x: float
+    """Where the value's label starts."""
+
+
+@dataclass(frozen=True)
+class MetricChart:
+    """Bars with error bars on one shared scale, which includes zero."""
+
+    bars: list[MetricBar]
+    zero_x: float
+    width: int
+    height: int
+
+
+def _metric_fields(metric: Any) -> tuple[str, float | None, float | None, int | None, bool]:
+    if not isinstance(metric, dict):
+        return str(metric), None, None, None, True
+    n = metric.get("n")
+    return (
+        str(metric.get("name", "?")),
+        finite(metric.get("value")),
+        finite(metric.get("stderr")),
+        n if isinstance(n, int) and not isinstance(n, bool) else None,
+        metric.get("higher_is_better") is not False,
+    )
+
+
+def metric_chart(metrics: list[Any]) -> MetricChart:
+    """Geometry of a run's metrics (JSON objects with name, value, stderr, n, higher_is_better):
+    one horizontal bar each, with value ± stderr drawn as an error bar."""
+    rows = [_metric_fields(m) for m in metrics]
+    ends = [0.0]
+    for _, value, stderr, _, _ in rows:
+        if value is not None:
+            ends += [value - (stderr or 0.0), value + (stderr or 0.0)]
+    low, high = min(ends), max(ends)
+    span = (high - low) or 1.0
+
+    def at(v: float) -> float:
+        return round(METRIC_LABEL_WIDTH + (v - low) / span * METRIC_AREA_WIDTH, 1)
+
+    zero = at(0.0)
+    bars = []
+    for i, (name, value, stderr, n, higher) in enumerate(rows):
+        y = i * METRIC_ROW
+        if value is None:
+            bars.append(MetricBar(name, None, stderr, n, higher, y, zero, 0.0, None, None, zero + 4))
+            continue
+        x_value = at(value)
+        low_x = at(value - stderr) if stderr else None
+        high_x = at(value + stderr) if stderr else None
+        end = max(x_value, high_x or x_value, zero) + 4
+        bars.append(
+            MetricBar(
+                name, value, stderr, n, higher, y, min(zero, x_value), abs(x_value - zero), low_x, high_x, end
+            )
+        )
+    width = METRIC_LABEL_WIDTH + METRIC_AREA_WIDTH + 90
+    return MetricChart(bars, zero, width, max(1, len(rows)) * METRIC_ROW)
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One run's value of a metric: where it is drawn, and its error bar's ends (y)."""
+
+    x: float
+    y: float
+    low_y: float | None
+    high_y: float | None
+    value: float
+    stderr: float | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class HistoryChart:
+    """One metric over a suite's runs, oldest on the left, evenly spaced."""
+
+    name: str
+    points: list[HistoryPoint]
+    polyline: str
+    low: float
+    high: float
+    width: int = HISTORY_WIDTH + 2 * HISTORY_PAD
+    height: int = HISTORY_HEIGHT + 2 * HISTORY_PAD
+
+
+def history_charts(runs: list[dict[str, Any]]) -> list[HistoryChart]:
+    """For each metric name in `runs` (oldest first), its value over the runs with error bars;
+    runs without a finite value for a metric are left out of its chart."""
+    series: dict[str, list[tuple[float, float | None, str]]] = {}
+    for run in runs:
+        for metric in run.get("metrics") or []:
+            name, value, stderr, _, _ = _metric_fields(metric)
+            if value is not None:
+                series.setdefault(name, []).append((value, stderr, str(run.get("created_at") or "")))
+    charts = []
+    for name, values in series.items():
+        ends = [v - (s or 0.0) for v, s, _ in values] + [v + (s or 0.0) for v, s, _ in values]
+        low, high = min(ends), max(ends)
+        span = (high - low) or 1.0
+
+        def y_of(v: float, low: float = low, span: float = span) -> float:
+            return round(HISTORY_PAD + HISTORY_HEIGHT - (v - low) / span * HISTORY_HEIGHT, 1)
+
+        step = HISTORY_WIDTH / max(1, len(values) - 1)
+        points = [
+            HistoryPoint(
+                x=round(HISTORY_PAD + i * step, 1),
+                y=y_of(value),
+                low_y=y_of(value - stderr) if stderr else None,
+                high_y=y_of(value + stderr) if stderr else None,
+                value=value,
+                stderr=stderr,
+                created_at=created,
+            )
+            for i, (value, stderr, created) in enumerate(values)
+        ]
+        polyline = " ".join(f"{p.x},{p.y}" for p in points)
+        charts.append(HistoryChart(name, points, polyline, low, high))
+    return charts

@@ -1,8 +1,9 @@
 """The fast first part of a diff: rows added and removed by `id`, schema and row-count changes.
 
 The full diff (`datasets_registry.diff`) compares every column of every matched row, which at
-a million rows means reading both versions' content (seconds). The viewer shows this summary at
-once, from the `id` columns alone, and loads the full diff into the page when it is done.
+a million rows means reading both versions' content (seconds) unless their digests are kept.
+When they are not, the viewer shows this summary at once, from the `id` columns alone, and
+loads the full diff into the page when it is done.
 Ids are matched by a 64-bit hash (two different ids collide with probability about 2**-64 per
 pair, which is ignored); the full diff matches the ids themselves.
 """
@@ -15,7 +16,7 @@ import lance
 import polars as pl
 
 from datasets_registry.columns import read_column
-from datasets_registry.diff import ColumnChange, Delta, RowChanges, SchemaDiff
+from datasets_registry.diff import ColumnChange, DatasetDiff, Delta, RowChanges, SchemaDiff
 from viewer.errors import ViewerError
 
 SEED = 0x1D5
@@ -32,6 +33,19 @@ class DiffSummary:
     matched: int
     schema: SchemaDiff
     row_count: Delta
+
+    @classmethod
+    def of(cls, full: DatasetDiff) -> DiffSummary:
+        """The summary part of a full diff."""
+        return cls(
+            old_ref=full.old_ref,
+            new_ref=full.new_ref,
+            added=full.added,
+            removed=full.removed,
+            matched=full.changed.count + full.unchanged,
+            schema=full.schema,
+            row_count=full.row_count,
+        )
 
 
 def _ids(dataset: lance.LanceDataset, ref: str) -> pl.DataFrame:

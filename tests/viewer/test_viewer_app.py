@@ -179,3 +179,20 @@ def test_diff_summary_agrees_with_the_full_diff_and_a_computed_diff_is_shown_inl
     assert "changed" in client.get("/datasets/chat/diff/full", params={"old": 2, "new": 1}).text
     again = client.get("/datasets/chat/diff", params={"old": 2, "new": 1}).text
     assert 'id="diff-changed"' in again and "data-src" not in again  # computed once, now inline
+    # Never computed as a pair, but both versions' digests are kept: served whole at once.
+    other_way = client.get("/datasets/chat/diff", params={"old": 1, "new": 2}).text
+    assert 'id="diff-changed"' in other_way and "data-src" not in other_way
+    assert ">chat@1</div>" in other_way  # the first changed rows, old side, read by row offset
+
+
+def test_model_page_draws_each_suites_latest_metrics_and_their_history(client: TestClient) -> None:
+    html = client.get("/models/sft-demo").text
+    suites = html.split('<section class="eval-suite"')[1:]
+    assert [s.split("<h3>")[1].split(" ")[0] for s in suites] == ["ifeval", "xstest"]
+    ifeval, xstest = suites
+    assert "latest of 3 runs" in ifeval and "2026-12-03T10:00:00" in ifeval
+    assert ifeval.count('<rect class="bar"') == 2 and ifeval.count('class="err"') == 2 + 2 * 3
+    assert ">0.42</td>" in ifeval and ">0.31</td>" not in ifeval  # the table holds the latest run
+    assert ifeval.count('<svg class="history"') == 2  # one per metric, over the three runs
+    assert 'class="bar lower-better"' in xstest and 'class="history"' not in xstest  # one run
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in xstest and "<script>window" not in html

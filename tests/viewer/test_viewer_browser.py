@@ -135,6 +135,12 @@ def test_rows_render_for_their_kind(page: Any, site: Any, shoot: Any) -> None:
     page.goto(f"{site.url}/models/sft-demo")
     assert page.locator("#metrics rect.bar").count() == 2  # train_loss, eval_ifeval
     assert page.locator("svg.curve polyline").count() == 1  # loss_curve
+    # Evaluations: the latest run's metrics as bars with error bars, and their history.
+    assert page.locator("svg.eval-chart rect.bar").count() == 4  # 2 metrics x 2 suites
+    assert page.locator("svg.eval-chart .err").count() == 4
+    assert page.locator("svg.history circle.point").count() == 6  # ifeval: 2 metrics x 3 runs
+    assert page.locator("svg.eval-chart").first.bounding_box()["width"] > 300  # drawn, not empty
+    shoot(page, "model")
 
 
 def test_hostile_rows_are_shown_as_text_and_nothing_runs(page: Any, site: Any, shoot: Any) -> None:

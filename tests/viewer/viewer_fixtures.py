@@ -151,4 +151,19 @@ def build_models(root: Path) -> None:
         metrics={"train_loss": 1.25, "eval_ifeval": 0.42, "loss_curve": [2.0, 1.6, 1.4, 1.3, 1.25]},
         job_id="job-train",
     )
-    ModelStore(root).register("sft-demo", folder, kind="sft", lineage=lineage)
+    store = ModelStore(root)
+    store.register("sft-demo", folder, kind="sft", lineage=lineage)
+    for day, (strict, loose) in enumerate([(0.31, 0.40), (0.36, 0.44), (0.42, 0.51)], start=1):
+        store.add_eval("sft-demo", _eval_run("ifeval", f"2026-12-0{day}T10:00:00+00:00", strict, loose))
+    xstest = _eval_run("xstest", "2026-12-03T11:00:00+00:00", 0.9, 0.2)
+    xstest["metrics"][1].update(name=HOSTILE[0], higher_is_better=False)  # metric names are data
+    store.add_eval("sft-demo", xstest)
+
+
+def _eval_run(suite: str, created_at: str, first: float, second: float) -> dict:
+    """A stored evaluation run as `ModelStore.add_eval` keeps it."""
+    metrics = [
+        {"name": "prompt_strict", "value": first, "stderr": 0.02, "n": 541, "higher_is_better": True},
+        {"name": "prompt_loose", "value": second, "stderr": 0.021, "n": 541, "higher_is_better": True},
+    ]
+    return {"suite": suite, "eval_set": f"{suite}#sha256=ab12", "metrics": metrics, "created_at": created_at}
