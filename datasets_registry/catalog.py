@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from datasets_registry.job_commits import JobCommits
 from datasets_registry.lineage import Lineage
-from datasets_registry.storage import create_empty
+from datasets_registry.storage import create_empty, open_dataset
 
 CATALOG_SCHEMA = pa.schema(
     [
@@ -50,10 +50,7 @@ class Catalog:
         self.jobs = JobCommits(uri.rsplit("/", 1)[0] + "/jobs.lance")
 
     def _dataset(self) -> lance.LanceDataset | None:
-        try:
-            return lance.dataset(self.uri)
-        except (FileNotFoundError, ValueError):
-            return None
+        return open_dataset(self.uri)
 
     def append(self, name: str, version: int, kind: str, num_rows: int, lineage: Lineage) -> None:
         """Commit one catalog row (a Lance append: concurrent appends do not conflict)."""

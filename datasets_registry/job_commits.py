@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import lance
 import pyarrow as pa
 
-from datasets_registry.storage import create_empty
+from datasets_registry.storage import create_empty, open_dataset
 
 JOB_RECORD_SCHEMA = pa.schema(
     [("job_id", pa.string()), ("state", pa.string()), ("at", pa.timestamp("us", tz="UTC"))]
@@ -37,18 +37,16 @@ class JobCommits:
         table = pa.Table.from_pylist(
             [{"job_id": job_id, "state": state, "at": datetime.now(UTC)}], schema=JOB_RECORD_SCHEMA
         )
-        try:
-            lance.dataset(self.uri)
-        except (FileNotFoundError, ValueError):
+        if open_dataset(self.uri) is None:
             create_empty(self.uri, JOB_RECORD_SCHEMA)
         lance.write_dataset(table, self.uri, mode="append")
 
     def latest(self) -> dict[str, tuple[str, datetime]]:
         """Each job's latest record: its state and when it was written."""
-        try:
-            table = lance.dataset(self.uri).to_table()
-        except (FileNotFoundError, ValueError):
+        dataset = open_dataset(self.uri)
+        if dataset is None:
             return {}
+        table = dataset.to_table()
         latest: dict[str, tuple[str, datetime]] = {}
         for job_id, state, at in zip(
             table["job_id"].to_pylist(), table["state"].to_pylist(), table["at"].to_pylist(), strict=True

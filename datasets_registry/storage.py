@@ -1,9 +1,9 @@
 """Lance writes in two steps: data fragments first, then one atomic commit.
 
 Until the commit nothing is visible, so a writer killed mid-write leaves the previous version
-intact; the data files it wrote stay on disk, unreferenced by any version. A write refused by
-validation removes the files it wrote. Appends that race are rebased by Lance's commit (appends
-do not conflict); overwrites each become a version of their own.
+intact; the data files it wrote stay on disk (or in the bucket), unreferenced by any version.
+A write refused by validation removes the files it wrote. Appends that race are rebased by
+Lance's commit (appends do not conflict); overwrites each become a version of their own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import contextlib
 import fcntl
 import os
 import pickle
+import re
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import lance
@@ -36,13 +38,31 @@ WRITE_TASK_CPUS = 0.25
 NO_ROWS = 0
 
 
-def exists(uri: str) -> bool:
-    """Whether a Lance dataset exists at `uri`."""
+def _not_found(err: Exception) -> bool:
+    """Whether a Lance open failed because no dataset is there (not because the store failed)."""
+    return isinstance(err, FileNotFoundError) or "was not found" in str(err)
+
+
+def open_dataset(uri: str) -> lance.LanceDataset | None:
+    """The Lance dataset at `uri` at its latest version, or None where there is none.
+
+    Raises:
+        RegistryError: the store could not be read (on an object store: a missing bucket, a
+            refused request), so whether a dataset is there is unknown. Taking that for "no
+            dataset" would show an empty registry, or start a second history of a dataset.
+    """
     try:
-        lance.dataset(uri)
-    except (FileNotFoundError, ValueError):
-        return False
-    return True
+        return lance.dataset(uri)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        if _not_found(err):
+            return None
+        reason = re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", str(err))  # Lance's Rust source locations
+        raise RegistryError(f"cannot read {uri}: {reason}") from err
+
+
+def exists(uri: str) -> bool:
+    """Whether a Lance dataset exists at `uri` (see `open_dataset` for the errors)."""
+    return open_dataset(uri) is not None
 
 
 def _normal_type(arrow_type: pa.DataType) -> pa.DataType:
@@ -151,20 +171,51 @@ def commit(uri: str, schema: pa.Schema, fragments: list[lance.FragmentMetadata],
     raise AssertionError("unreachable")
 
 
+class _NotTheFirstVersion(Exception):
+    """Raised by `_first_version_only` to refuse a creation that would not be version 1."""
+
+
+@contextlib.contextmanager
+def _first_version_only(version: int) -> Iterator[None]:
+    """A Lance commit lock that lets only a commit of version 1 through.
+
+    Lance asks it for the version it is about to commit (each retry included), so a creation
+    that would land on top of an existing dataset fails instead.
+    """
+    if version != 1:
+        raise _NotTheFirstVersion(f"version {version} is not the first version")
+    yield
+
+
 def create_empty(uri: str, schema: pa.Schema, *, data_storage_version: str | None = None) -> None:
     """Create the dataset with an empty first version, so every later commit is an append and
     racing appenders to a new name cannot overwrite each other's rows.
 
-    Lance's `create` checks for an existing dataset before it commits, so two creators can both
-    succeed, the second one landing after the first's appends. On a local disk an exclusive file
-    lock makes the check and the creation one step; on object stores the race remains.
-    `data_storage_version` picks Lance's file format (None: Lance's default).
+    Lance's `create` checks that no dataset is there, then loads the latest version again to
+    commit, and a creation is an overwrite: when another writer created the dataset and
+    appended to it in between, the creation lands on top as a new empty version and hides
+    those rows. On a local disk an exclusive file lock makes the check and the creation one
+    step. An object store has no such lock, so there the creation is committed through
+    `_first_version_only`, which refuses any version but 1; the loser then finds the dataset
+    there. (A commit lock makes Lance write version 1 with a plain put: two creators that both
+    get past its check that version 1 is free, within milliseconds, both write it, and the last
+    one stays. With the same schema, which the catalog's, the job records' and the cache's
+    fixed schemas guarantee, nothing is lost: later versions do not depend on which one stays.
+    Two writers creating one dataset name with different schemas at that instant are not
+    supported.) `data_storage_version` picks Lance's file format (None: Lance's default).
     """
     if "://" in uri:
-        with contextlib.suppress(OSError):
+        try:
             lance.write_dataset(
-                schema.empty_table(), uri, mode="create", data_storage_version=data_storage_version
+                schema.empty_table(),
+                uri,
+                mode="create",
+                data_storage_version=data_storage_version,
+                commit_lock=_first_version_only,
             )
+        except OSError:
+            if not exists(uri):  # neither "already exists" nor a lost race: the store refused
+                raise
         return
     os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
     with open(f"{uri}.create-lock", "w") as lock:
