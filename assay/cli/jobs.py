@@ -218,6 +218,18 @@ def _again_on_cluster(job_id: str, *, bounded: bool) -> bool:
     return True
 
 
+def _requeue(job_id: str, *, bounded: bool) -> JobRecord:
+    """Queue a local job again; one the store shows running whose process is gone (its
+    `--in-process` worker was killed, the machine restarted) is recorded failed first."""
+    store = _store()
+    if store.get(job_id).state in ("running", "cancelling"):
+        from datagen.jobs.worker import recover_lost
+
+        if recover_lost(store, only=job_id):
+            console.print(f"{job_id}: its process is gone; recorded failed")
+    return store.requeue(job_id, bounded=bounded)
+
+
 @app.command("show")
 def show(job_id: JobId, as_json: JsonOption = False) -> None:
     """Everything the store records about a job."""
@@ -301,7 +313,7 @@ def retry(job_id: JobId) -> None:
     """Queue a failed or cancelled job again under the same id (at most --max-attempts runs)."""
     if _again_on_cluster(job_id, bounded=True):
         return
-    job = _store().requeue(job_id, bounded=True)
+    job = _requeue(job_id, bounded=True)
     console.print(f"{job.id}: queued again (attempt {job.attempts + 1} of {job.max_attempts})")
 
 
@@ -310,7 +322,7 @@ def resume(job_id: JobId) -> None:
     """Continue a killed or failed job: finished completions come from the LLM-call cache."""
     if _again_on_cluster(job_id, bounded=False):
         return
-    job = _store().requeue(job_id, bounded=False)
+    job = _requeue(job_id, bounded=False)
     console.print(f"{job.id}: queued to resume")
 
 

@@ -1,4 +1,5 @@
-"""The `assay` command. Heavy libraries are imported inside commands, so `--help` is instant."""
+"""The `assay` command. Heavy libraries are imported inside commands and command groups when
+used, so `--help` and `assay jobs list` start fast."""
 
 import os
 import sys
@@ -8,8 +9,23 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from assay.cli import data, eval, jobs, judge, merge, models, run, sandbox, train, ui
+from assay.cli import run, ui
 from assay.cli.common import CliState, err_console
+from assay.cli.lazy import lazy_group
+
+# The command groups, imported only when used (assay/cli/lazy.py): `assay jobs list` imports
+# assay.cli.jobs and none of the others. A new group is one line here: name -> module with `app`.
+GROUPS = {
+    "data": "assay.cli.data",
+    "models": "assay.cli.models",
+    "train": "assay.cli.train",
+    "merge": "assay.cli.merge",
+    "sandbox": "assay.cli.sandbox",
+    "eval": "assay.cli.eval",
+    "jobs": "assay.cli.jobs",
+    "judge": "assay.cli.judge",
+    "loop": "assay.cli.loop",
+}
 
 app = typer.Typer(
     name="assay",
@@ -17,16 +33,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=lazy_group(GROUPS),
 )
 app.command("run")(run.run)
-app.add_typer(data.app, name="data")
-app.add_typer(models.app, name="models")
-app.add_typer(train.app, name="train")
-app.add_typer(merge.app, name="merge")
-app.add_typer(sandbox.app, name="sandbox")
-app.add_typer(eval.app, name="eval")
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(judge.app, name="judge")
 app.command("ui")(ui.ui)
 
 

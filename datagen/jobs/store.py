@@ -11,8 +11,9 @@ every state change would be a new version and a claim a commit race.
 Where it lives: `ROOT/_jobs/jobs.sqlite` for a registry on a local (or shared, POSIX-locking)
 disk. SQLite cannot live on an object store, so for an `s3://...` root the store is a local
 file under `$ASSAY_HOME/jobs/` keyed by the root: the scheduler (the machine that runs
-`assay jobs worker`, or a cluster's head, where Ray Jobs runs entrypoints) owns the queue,
-and only the datasets, the LLM-call cache and the logs need storage every node sees.
+`assay jobs worker`, or a cluster's head, where Ray Jobs runs entrypoints) owns the queue and
+the job logs (beside the store), and only the datasets and the LLM-call cache need storage
+every node sees.
 """
 
 from __future__ import annotations

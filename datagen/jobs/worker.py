@@ -133,22 +133,8 @@ class Worker:
         return started
 
     def recover_lost(self) -> list[str]:
-        """Mark failed the jobs this host shows running whose process is gone (their worker
-        was killed, then the job too, or the machine restarted), so they can be resumed."""
-        import psutil
-
-        host = socket.gethostname()
-        lost = []
-        for job in self.store.list([JobState.RUNNING, JobState.CANCELLING]):
-            if job.host != host or job.id in self.running or job.ray_submission_id:
-                continue
-            if job.pid is not None and psutil.pid_exists(job.pid):
-                continue
-            if job.pid is None and time.time() - (job.heartbeat_at or 0) < 60:
-                continue  # claimed a moment ago, its process not started yet
-            self.store.finish(job.id, JobState.FAILED, f"lost: its process {job.pid} is gone; resume it")
-            lost.append(job.id)
-        return lost
+        """Mark failed the jobs this host shows running whose process is gone; see `recover_lost`."""
+        return recover_lost(self.store, skip=set(self.running))
 
     def _free(self) -> Resources:
         free = self.capacity
@@ -201,6 +187,34 @@ class Worker:
         """A recurring job queues its next occurrence when it starts (`not_before` = now + every)."""
         if job.every_s:
             self.store.submit_next(job)
+
+
+def recover_lost(store: JobStore, *, skip: set[str] | None = None, only: str | None = None) -> list[str]:
+    """Mark failed the jobs this host shows running whose process is gone (their worker was
+    killed with them, an `--in-process` worker was killed, the machine restarted), so they can
+    be resumed; returns their ids.
+
+    Args:
+        store: The job store.
+        skip: Ids of jobs the caller runs itself (alive by definition).
+        only: Look at this job alone (`assay jobs resume JOB`).
+    """
+    import psutil
+
+    host = socket.gethostname()
+    lost = []
+    for job in store.list([JobState.RUNNING, JobState.CANCELLING]):
+        if job.host != host or job.id in (skip or set()) or job.ray_submission_id:
+            continue
+        if only is not None and job.id != only:
+            continue
+        if job.pid is not None and psutil.pid_exists(job.pid):
+            continue
+        if job.pid is None and time.time() - (job.heartbeat_at or 0) < 60:
+            continue  # claimed a moment ago, its process not started yet
+        store.finish(job.id, JobState.FAILED, f"lost: its process {job.pid} is gone; resume it")
+        lost.append(job.id)
+    return lost
 
 
 def _kill_tree(pid: int) -> None:

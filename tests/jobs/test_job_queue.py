@@ -116,6 +116,27 @@ def test_cancel_retry_and_resume_keep_the_id_and_bound_the_attempts(tmp_path: Pa
     assert store.requeue(job, bounded=False).id == job  # resume is not bounded
 
 
+def test_resume_of_a_job_whose_process_is_gone_records_it_failed_then_queues_it(tmp_path: Path) -> None:
+    """An `--in-process` worker killed with its job leaves the job `running`; `resume` must not
+    refuse it as running, nor touch a running job whose process lives."""
+    reg = tmp_path / "registry"
+    store = JobStore(store_path(str(reg)))
+    spec = render_spec(tmp_path)
+    lost, alive = submit(store, spec), submit(store, spec)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    store.claim_next(Resources())
+    store.update(lost, pid=int(gone.stdout))  # a process that has exited
+    store.claim_next(Resources())
+    store.update(alive, pid=os.getpid())
+    env = {**os.environ, "ASSAY_REGISTRY": str(reg)}
+    resumed = subprocess.run([ASSAY, "jobs", "resume", lost], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "process is gone" in resumed.stdout and store.get(lost).state == JobState.QUEUED
+    refused = subprocess.run([ASSAY, "jobs", "resume", alive], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "is running" in refused.stderr
+    assert store.get(alive).state == JobState.RUNNING
+
+
 def test_fifty_jobs_in_three_priorities_finish_in_order(tmp_path: Path, ray_local: None) -> None:
     reg = tmp_path / "registry"
     store = JobStore(store_path(str(reg)))
