@@ -55,6 +55,10 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "assay_model.json"
 # Evaluation runs of a stored model, one JSON object a line, appended (never rewritten).
 EVALS_FILE = "assay_evals.jsonl"
+# Per-item records of those runs (evals.results): one JSONL file per run.
+EVAL_ITEMS_DIR = "assay_eval_items"
+# What evaluating a model adds to its folder: not the weights, so not in its fingerprint.
+_EVAL_ARTIFACTS = frozenset({EVALS_FILE, EVAL_ITEMS_DIR})
 
 
 class ModelLineage(BaseModel):
@@ -95,7 +99,13 @@ class ResolvedModel:
 
 def fingerprint(path: Path) -> str:
     """A cheap fingerprint of model weights: sha256 over file names, sizes and mtimes."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            p for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] not in _EVAL_ARTIFACTS
+        )
+    )
     digest = hashlib.sha256()
     for file in files:
         stat = file.stat()

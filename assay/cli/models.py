@@ -13,6 +13,7 @@ from assay.cli.render import add_lineage
 
 if TYPE_CHECKING:
     from datasets_registry import Registry
+    from evals.results import StoredRun
     from model_store import ModelStore
 
 app = typer.Typer(help="Models in the local store.", no_args_is_help=True)
@@ -111,7 +112,7 @@ def show(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a stored model's record: kind, lineage (base model, datasets, config, metrics, merge)."""
+    """Show a stored model's record (kind, lineage) and the latest result of each evaluation suite."""
     store = open_model_store()
     if tree:
         walked = model_tree(store, open_registry(), name)
@@ -123,9 +124,24 @@ def show(
         console.print(root)
         return
     record = store.record(name) | {"path": str(store.path(name))}
+    from evals.results import latest_runs
+
+    evaluations = latest_runs(store, name)
     if as_json:
-        emit_json(record)
+        emit_json(record | {"evaluations": [run.summary() for run in evaluations]})
         return
     import json
 
     console.print_json(json.dumps(record))
+    if evaluations:
+        _show_evaluations(name, evaluations)
+
+
+def _show_evaluations(name: str, runs: list[StoredRun]) -> None:
+    """The latest run of each suite: one row per metric, value ± stderr and n."""
+    rows = []
+    for run in runs:
+        for metric in run.metrics:
+            shown = "-" if metric.value != metric.value else f"{metric.value:.3f} ± {metric.stderr:.3f}"
+            rows.append((run.suite, metric.name, shown, metric.n, run.created_at[:19]))
+    emit_table(f"latest evaluations of {name}", ["suite", "metric", "value ± stderr", "n", "run at"], rows)

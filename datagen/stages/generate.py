@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import Field, model_validator
 
 from assay.config import StrictModel
 from datagen.cache import CompletionCache, call_key
-from datagen.engines.base import COMPLETIONS_TYPE, Engine
+from datagen.engines.base import COMPLETIONS_TYPE, Conversation, Engine
 from datagen.engines.config import (
     AnyEngineConfig,
     EngineConfig,
@@ -261,48 +262,71 @@ class _GenerateWorker:
         self, teacher: Teacher, engine: Engine, rows: list[Row]
     ) -> list[list[dict[str, Any]] | Exception]:
         """One teacher's completions for its rows: from the cache where the call was made before."""
-        keys = [call_key(teacher.identity, row[self.input], self.sampling) for row in rows]
-        cached = self.cache.get(keys) if self.cache else {}
-        outcomes: list[list[dict[str, Any]] | Exception] = [[] for _ in rows]
-        todo = []
-        for i, (row, key) in enumerate(zip(rows, keys, strict=True)):
-            if key in cached:
-                outcomes[i] = [c | {"cached": True} for c in cached[key]]
-                continue
-            try:
-                engine.check_prompt(row[self.input])
-            except Exception as err:  # noqa: BLE001 - a prompt the engine refuses fails its row
-                outcomes[i] = err
-                continue
-            todo.append(i)
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        for i, outcome in zip(todo, self._call(engine, [rows[i] for i in todo]), strict=True):
-            outcomes[i] = outcome
-            if not isinstance(outcome, Exception):
-                fresh[keys[i]] = outcome
-        if self.cache is not None:
-            self.cache.put(fresh)
-        return outcomes
+        return generate_cached(teacher, engine, [row[self.input] for row in rows], self.sampling, self.cache)
 
-    def _call(self, engine: Engine, rows: list[Row]) -> list[list[dict[str, Any]] | Exception]:
-        """Generate for rows as one batch; if the whole batch fails, retry row by row."""
-        if not rows:
-            return []
-        started = time.monotonic()
-        try:
-            outcomes = engine.generate([row[self.input] for row in rows], self.sampling)
-        except Exception:  # noqa: BLE001 - retry row by row so only the bad row fails
-            return [self._one(engine, row) for row in rows]
-        share = (time.monotonic() - started) / max(1, len(rows) * self.sampling.n)
-        return [o if isinstance(o, Exception) else [c.to_row(share) for c in o] for o in outcomes]
 
-    def _one(self, engine: Engine, row: Row) -> list[dict[str, Any]] | Exception:
-        started = time.monotonic()
+def generate_cached(
+    teacher: Teacher,
+    engine: Engine,
+    conversations: Sequence[Conversation],
+    sampling: SamplingConfig,
+    cache: CompletionCache | None,
+) -> list[list[dict[str, Any]] | Exception]:
+    """Completions (rows of COMPLETION_TYPE) of each conversation, as one batch of engine calls.
+
+    A call made before comes from the cache (`cached: True`); a prompt the engine refuses
+    (`check_prompt`) fails alone, and so does a conversation whose batch failed and that fails
+    again on its own. Fresh completions are written to the cache at once.
+    """
+    keys = [call_key(teacher.identity, conversation, sampling) for conversation in conversations]
+    cached = cache.get(keys) if cache else {}
+    outcomes: list[list[dict[str, Any]] | Exception] = [[] for _ in conversations]
+    todo = []
+    for i, (conversation, key) in enumerate(zip(conversations, keys, strict=True)):
+        if key in cached:
+            outcomes[i] = [c | {"cached": True} for c in cached[key]]
+            continue
         try:
-            (outcome,) = engine.generate([row[self.input]], self.sampling)
-        except Exception as err:  # noqa: BLE001 - this row fails alone
-            return err
-        if isinstance(outcome, Exception):
-            return outcome
-        share = (time.monotonic() - started) / self.sampling.n
-        return [c.to_row(share) for c in outcome]
+            engine.check_prompt(conversation)
+        except Exception as err:  # noqa: BLE001 - a prompt the engine refuses fails its row
+            outcomes[i] = err
+            continue
+        todo.append(i)
+    fresh: dict[str, list[dict[str, Any]]] = {}
+    called = _call(engine, [conversations[i] for i in todo], sampling)
+    for i, outcome in zip(todo, called, strict=True):
+        outcomes[i] = outcome
+        if not isinstance(outcome, Exception):
+            fresh[keys[i]] = outcome
+    if cache is not None:
+        cache.put(fresh)
+    return outcomes
+
+
+def _call(
+    engine: Engine, conversations: Sequence[Conversation], sampling: SamplingConfig
+) -> list[list[dict[str, Any]] | Exception]:
+    """Generate for conversations as one batch; if the whole batch fails, retry one by one."""
+    if not conversations:
+        return []
+    started = time.monotonic()
+    try:
+        outcomes = engine.generate(conversations, sampling)
+    except Exception:  # noqa: BLE001 - retry one by one so only the bad conversation fails
+        return [_one(engine, conversation, sampling) for conversation in conversations]
+    share = (time.monotonic() - started) / max(1, len(conversations) * sampling.n)
+    return [o if isinstance(o, Exception) else [c.to_row(share) for c in o] for o in outcomes]
+
+
+def _one(
+    engine: Engine, conversation: Conversation, sampling: SamplingConfig
+) -> list[dict[str, Any]] | Exception:
+    started = time.monotonic()
+    try:
+        (outcome,) = engine.generate([conversation], sampling)
+    except Exception as err:  # noqa: BLE001 - this conversation fails alone
+        return err
+    if isinstance(outcome, Exception):
+        return outcome
+    share = (time.monotonic() - started) / sampling.n
+    return [c.to_row(share) for c in outcome]

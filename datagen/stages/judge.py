@@ -16,11 +16,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from assay.config import StrictModel
-from datagen.cache import CompletionCache, call_key
+from datagen.cache import CompletionCache
 from datagen.engines.base import Engine
 from datagen.engines.config import EngineConfig, SamplingConfig
 from datagen.stages.base import BuildContext, Row, RowResult, Stage, StageSpec, process_table
-from datagen.stages.generate import Teacher, TeacherSpec, create_engine
+from datagen.stages.generate import Teacher, TeacherSpec, create_engine, generate_cached
 from datagen.stages.registry import register_stage
 from judges.llm_judge import PAIRWISE_TEMPLATE, Conversation, PairwiseJudge, load_template, panel_outcome
 
@@ -123,18 +123,17 @@ class PairwiseJudgeStage(Stage[PairwiseJudgeStageSpec]):
     def models(self) -> list[str]:
         return [judge.identity for judge in self.judges]
 
-    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
-        import ray.data
+    @property
+    def concurrency(self) -> int:
+        return 1
 
-        return ds.map_batches(
-            _JudgeWorker,
-            fn_constructor_args=(self,),
-            batch_size=min(j.engine.batch_size for j in self.judges),
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=1),
-            num_cpus=max(j.engine.num_cpus for j in self.judges),
-            udf_modifying_row_count=False,
-        )
+    @property
+    def actor_cpus(self) -> float:
+        """CPUs the actor reserves: the most any judge's engine asks for."""
+        return max(j.engine.num_cpus for j in self.judges)
+
+    def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
+        return self.map_actors(ds, _JudgeWorker, min(j.engine.batch_size for j in self.judges))
 
 
 class CachedJudgeEngine:
@@ -143,29 +142,13 @@ class CachedJudgeEngine:
     def __init__(
         self, judge: Teacher, engine: Engine, sampling: SamplingConfig, cache: CompletionCache | None
     ) -> None:
-        self.name, self.identity, self.engine = judge.name, judge.identity, engine
+        self.judge, self.name, self.identity, self.engine = judge, judge.name, judge.identity, engine
         self.sampling, self.cache = sampling, cache
 
     def reply(self, conversations: Sequence[Conversation]) -> list[str | Exception]:
-        keys = [call_key(self.identity, c, self.sampling) for c in conversations]
-        cached = self.cache.get(keys) if self.cache else {}
-        todo = [i for i, key in enumerate(keys) if key not in cached]
-        replies: list[str | Exception] = [cached[k][0]["text"] if k in cached else "" for k in keys]
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        if todo:
-            try:
-                outcomes = self.engine.generate([conversations[i] for i in todo], self.sampling)
-            except Exception as err:  # noqa: BLE001 - a judge that fails gives ties, with the error kept
-                outcomes = [err] * len(todo)
-            for i, outcome in zip(todo, outcomes, strict=True):
-                if isinstance(outcome, Exception):
-                    replies[i] = outcome
-                    continue
-                replies[i] = outcome[0].text
-                fresh[keys[i]] = [c.to_row() for c in outcome]
-        if self.cache is not None:
-            self.cache.put(fresh)
-        return replies
+        # A judge that fails gives ties, with the error kept (judges.llm_judge).
+        outcomes = generate_cached(self.judge, self.engine, conversations, self.sampling, self.cache)
+        return [o if isinstance(o, Exception) else o[0]["text"] for o in outcomes]
 
 
 class _JudgeWorker:

@@ -12,7 +12,7 @@ from assay.cli.main import app
 from datasets_registry import Registry
 from loop.evaluation import evaluate_summary
 from loop.runner import LoopContext, LoopStepError, check_loop, run_loop
-from loop.spec import EvaluationSpec, load_loop_spec
+from loop.spec import EvaluationSpec, LoopSpecError, load_loop_spec
 from loop.state import LoopState, load_state
 from model_store import ModelStore
 
@@ -196,3 +196,36 @@ def test_an_untrusted_reward_model_is_replaced_by_the_fallback_selection(
     assert data["overrides"] == ["stages.1.sampling.max_tokens=4"]
     lineage = registry.open(data["outputs"]["tiny-sft"]).info.lineage
     assert lineage.spec["stages"][1]["sampling"]["max_tokens"] == 4  # the job ran with the fallback
+
+
+def test_soup_weights_are_searched_on_dev_splits_only(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None, shared_data: Path
+) -> None:
+    spec_path = write_loop(tmp_path, tiny_model)
+    home = tmp_path / "assay-home"
+    ctx = context(registry, ModelStore(home / "models"), home)
+    with pytest.raises(LoopSpecError, match="suite 'xstest' .* has no dev split"):
+        check_loop(load_loop_spec(spec_path, ["merge.search={rounds: 1}"])[0], tmp_path, ctx)
+
+    spec, raw = load_loop_spec(
+        spec_path,
+        ["experts.1.domain=ifeval", "evaluation.suites=[ifeval]",
+         "merge.search={rounds: 1, candidates_per_round: 1, limit: 2}"],
+    )  # fmt: skip
+    splits: list[tuple[str, str]] = []
+
+    def recording(model: str, evaluation: EvaluationSpec) -> dict:
+        splits.append((model, evaluation.split))
+        return evaluate_summary(model, evaluation)
+
+    ctx = context(registry, ModelStore(home / "models"), home, recording)
+    check_loop(spec, tmp_path, ctx)
+    state = run_loop(spec, LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path)), ctx)
+    merge = state.result("merge")
+    assert abs(sum(merge["weights"]) - 1.0) < 1e-6 and set(merge["dev_scores"]) == {"ifeval"}
+    dev = [model for model, split in splits if split == "dev"]
+    assert len(dev) == merge["evaluations"] + 2  # each candidate, and each expert's target, on dev
+    reported = [model for model, split in splits if split == "test"]
+    assert reported == [str(tiny_model), "tiny-loop-a", "tiny-loop-b", "tiny-loop-soup"]
+    stored = ModelStore(home / "models").record("tiny-loop-soup")["lineage"]["merge"]["weights"]
+    assert stored == pytest.approx(merge["weights"])

@@ -65,11 +65,15 @@ def test_train_rm_registers_lineage_and_eval_reports(tiny_model: Path, tmp_path:
     assert shown.returncode == 0, shown.stderr
     assert "accuracy 100.0%" in shown.stdout and "ECE" in shown.stdout and "mean label" in shown.stdout
     assert "scoring 6/6 pairs" in shown.stdout and "done in" in shown.stdout  # the progress line, piped
+    assert "longer-wins" in shown.stdout and "reward model trusted: 100.0 %" in shown.stdout  # trust check
     as_json = json.loads(
         assay(["eval", "rm", "tiny-rm", "--dataset", "tiny-rm-test@1", "--json"], env).stdout
     )
     assert as_json["pairs"] == 6 and as_json["accuracy"] == 1.0 and 0 <= as_json["ece"] <= 1
     assert sum(b["count"] for b in as_json["bins"]) == 12  # each pair in both orders
+    trust = as_json["trust"]
+    assert trust["accuracy"] == {"value": 1.0, "stderr": 0.0, "n": 6} and trust["trusted"] is True
+    assert trust["longer_wins"]["n"] == 6 and trust["length_unit"] == "characters"
 
     # the trained model relabels as an ensemble member: stage-1 pairs get its probabilities
     config2 = tmp_path / "rm2.yaml"
