@@ -137,12 +137,40 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
             raise LoopSpecError(f"a model named {model!r} is already stored: rename the loop or remove it")
 
 
+def step_names(spec: LoopSpec) -> list[str]:
+    """The loop's steps, in the order they run."""
+    return [name for name, _ in _plan(spec, LoopState(name=spec.name, spec={}, spec_dir="."), None)]
+
+
 def run_loop(spec: LoopSpec, state: LoopState, context: LoopContext) -> LoopState:
     """Run every step not yet done, saving the state after each.
 
     Raises:
         LoopStepError: a step failed (recorded in the state).
     """
+    for step, run in _plan(spec, state, context):
+        if state.done(step):
+            continue
+        context.log(f"step {step}")
+        started = time.monotonic()
+        try:
+            result = run()
+        except Exception as err:
+            error = f"{type(err).__name__}: {err}"
+            state.steps[step] = StepRecord("failed", error=error, wall_s=_since(started))
+            save_state(context.home, state)
+            raise LoopStepError(f"loop {spec.name}: step {step} failed: {err}") from err
+        state.steps[step] = StepRecord(
+            "done", result, wall_s=_since(started), finished_at=datetime.now(UTC).isoformat()
+        )
+        save_state(context.home, state)
+    return state
+
+
+def _plan(
+    spec: LoopSpec, state: LoopState, context: LoopContext | None
+) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    """Each step's name and the call that runs it (`context` None: names only)."""
     spec_dir = Path(state.spec_dir)
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     for data in spec.data:
@@ -162,24 +190,7 @@ def run_loop(spec: LoopSpec, state: LoopState, context: LoopContext) -> LoopStat
                 steps.append((f"merge:{role}", lambda e=expert: _merge(spec, e.name, state, context)))
                 steps.append((f"eval:{role}", lambda r=role: _evaluate(spec.model_name(r), spec, context)))
     steps.append(("gates", lambda: _gates(spec, state)))
-    for step, run in steps:
-        if state.done(step):
-            continue
-        context.log(f"step {step}")
-        started = time.monotonic()
-        try:
-            result = run()
-        except Exception as err:
-            state.steps[step] = StepRecord(
-                "failed", error=f"{type(err).__name__}: {err}", wall_s=_since(started)
-            )
-            save_state(context.home, state)
-            raise LoopStepError(f"loop {spec.name}: step {step} failed: {err}") from err
-        state.steps[step] = StepRecord(
-            "done", result, wall_s=_since(started), finished_at=datetime.now(UTC).isoformat()
-        )
-        save_state(context.home, state)
-    return state
+    return steps
 
 
 def final_model(spec: LoopSpec) -> str:

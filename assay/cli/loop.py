@@ -19,9 +19,8 @@ app = typer.Typer(help="Run the whole post-training loop from one spec.", no_arg
 
 
 def _context() -> LoopContext:
-    from loop.evaluation import evaluate_summary
-
     from assay.settings import assay_home
+    from loop.evaluation import evaluate_summary
     from loop.runner import LoopContext
 
     return LoopContext(
@@ -44,6 +43,9 @@ def _run(spec: LoopSpec, state: LoopState, context: LoopContext) -> None:
 def run(
     spec_path: Annotated[Path, typer.Argument(help="Loop spec (YAML).")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the whole spec and list the steps; run nothing.")
+    ] = False,
 ) -> None:
     """Check the whole spec, then run every step; a failed step can be resumed."""
     from loop.runner import check_loop
@@ -58,6 +60,11 @@ def run(
         )
     spec_dir = spec_path.resolve().parent
     check_loop(spec, spec_dir, context)
+    if dry_run:
+        from loop.runner import step_names
+
+        console.print(f"loop {spec.name}: the spec checks out; steps: {', '.join(step_names(spec))}")
+        return
     state = LoopState(name=spec.name, spec=raw, spec_dir=str(spec_dir))
     save_state(context.home, state)
     _run(spec, state, context)

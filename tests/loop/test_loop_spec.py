@@ -85,3 +85,21 @@ def test_resume_of_an_unknown_loop_names_the_known_ones(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "loop", "resume", "nope")
     assert result.returncode == 2
     assert "no loop named 'nope'" in result.stderr
+
+
+def test_dry_run_checks_everything_and_writes_nothing(
+    tmp_path: Path, tiny_model: Path, shared_data: Path
+) -> None:
+    import pyarrow as pa
+
+    from datasets_registry import Registry
+    from datasets_registry.kinds import MESSAGES_TYPE
+
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    table = pa.table({"messages": pa.array([turn], MESSAGES_TYPE), "id": ["a"]})
+    Registry(tmp_path / "registry").write("sft-data", table, kind="sft")
+    spec = write_spec(tmp_path, start=str(tiny_model))
+    result = run_cli(tmp_path, "loop", "run", str(spec), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "steps: eval:start, expert:if, eval:if, gates" in " ".join(result.stdout.split())
+    assert not (tmp_path / "assay-home" / "loops").exists()
