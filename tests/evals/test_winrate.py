@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from evals.base import Conversation, EvalError, Generator
+from evals.base import EvalError, Generator
 from evals.winrate import Scorer, pairwise_win_rate, reward_win_rate
 
 
@@ -46,29 +46,6 @@ def test_bad_input_is_refused() -> None:
         pairwise_win_rate([1.0], [1.0, 2.0], [1], [1])
 
 
-class Replies:
-    """A Generator (our protocol) answering each prompt from a table, or failing on some."""
-
-    def __init__(self, name: str, answers: dict[str, str | Exception]) -> None:
-        self.model_identity = name
-        self.answers = answers
-
-    def complete(
-        self,
-        conversations: Sequence[Conversation],
-        *,
-        n: int = 1,
-        temperature: float = 0.0,
-        max_tokens: int = 512,
-        seed: int = 0,
-    ) -> list[list[str] | Exception]:
-        out: list[list[str] | Exception] = []
-        for conversation in conversations:
-            answer = self.answers[conversation[-1]["content"]]
-            out.append(answer if isinstance(answer, Exception) else [answer])
-        return out
-
-
 class CountsGood:
     """A stand-in reward model: the reward is how often a reply says "good"."""
 
@@ -77,10 +54,17 @@ class CountsGood:
         return [float(c.count("good")) for c in completions]
 
 
-def test_reward_win_rate_generates_scores_and_leaves_failed_prompts_out() -> None:
+def test_reward_win_rate_generates_scores_and_leaves_failed_prompts_out(scripted: type) -> None:
     prompts = [[{"role": "user", "content": q}] for q in ("q1", "q2", "q3", "q4")]
-    ours: Generator = Replies("ours", {"q1": "good good", "q2": "good", "q3": "meh", "q4": "good"})
-    theirs: Generator = Replies("theirs", {"q1": "good", "q2": "good", "q3": "good", "q4": RuntimeError("x")})
+    ours_replies = {"q1": "good good", "q2": "good", "q3": "meh", "q4": "good"}
+    theirs_replies: dict[str, str | Exception] = {
+        "q1": "good",
+        "q2": "good",
+        "q3": "good",
+        "q4": RuntimeError("x"),
+    }
+    ours: Generator = scripted(ours_replies.__getitem__)
+    theirs: Generator = scripted(theirs_replies.__getitem__)
     scorer: Scorer = CountsGood()
     report = reward_win_rate(ours, theirs, prompts, scorer)
     assert (report.wins, report.ties, report.losses, report.failed) == (1, 1, 1, 1)
