@@ -53,6 +53,47 @@ def test_seed_reproduces_and_counts_are_right(engine: HFEngine) -> None:
             assert completion.finish_reason == "stop" or completion.completion_tokens == 6
 
 
+def test_a_seeded_sample_does_not_depend_on_its_batch(engine: HFEngine) -> None:
+    sampling = SamplingConfig(n=2, temperature=[0.7, 1.3], top_p=0.9, max_tokens=6, seed=3)
+    batched = engine.generate([chat(p) for p in PROMPTS], sampling)
+    for prompt, completions in zip(PROMPTS, batched, strict=True):
+        assert engine.generate([chat(prompt)], sampling)[0] == completions
+
+
+def test_length_sorted_groups_pad_less_than_one_batch(engine: HFEngine) -> None:
+    # Short and long prompts interleaved: in groups of 2 sorted by length, the short ones no
+    # longer pad up to the long ones.
+    prompts = [chat(p) for p in ["Hi", "word " * 40, "Yo", "text " * 40]]
+    greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=1)
+    lengths = [len(engine.tokenizer(engine.render(c), add_special_tokens=False).input_ids) for c in prompts]
+    engine.config = engine.config.model_copy(update={"batch_size": 2})
+    engine.token_slots = 0
+    grouped = engine.generate(prompts, greedy)
+    assert engine.token_slots == 2 * sorted(lengths)[1] + 2 * sorted(lengths)[3]
+    assert engine.token_slots < len(prompts) * max(lengths)  # what one padded batch costs
+    engine.config = engine.config.model_copy(update={"batch_size": 4})
+    assert engine.generate(prompts, greedy) == grouped
+
+
+def test_a_stopped_row_leaves_the_batch(engine: HFEngine) -> None:
+    ids = [engine.tokenizer(engine.render(chat(p)), add_special_tokens=False).input_ids for p in PROMPTS]
+
+    def decode() -> list[list[int]]:
+        engine.token_slots = 0
+        return engine.decode(ids, [0.0] * 3, [0] * 3, top_p=1.0, max_tokens=8)
+
+    full = decode()
+    slots_before = engine.token_slots
+    # Make the first prompt's first greedy token a stop token: that row stops after one token.
+    engine.stop_ids = engine.stop_ids | {full[0][0]}
+    stopped = decode()
+    assert stopped[0] == full[0][:1]
+    assert engine.token_slots <= slots_before - 7  # at least 7 decode steps without that row
+    for before, after in zip(full[1:], stopped[1:], strict=True):
+        cut = next((i + 1 for i, token in enumerate(before) if token == full[0][0]), len(before))
+        assert after == before[:cut]  # the other rows unchanged (up to the new stop token)
+
+
 def worker(tiny_model: Path, tmp_path: Path, max_prompt_tokens: int) -> _GenerateWorker:
     config = HFEngineConfig(model=str(tiny_model), max_prompt_tokens=max_prompt_tokens, torch_threads=1)
     sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=4)
