@@ -11,7 +11,7 @@ executions in flight:
    covers the whole plan, the actor's start and its sandbox's warm-up included, as a job pays it.
 
 Prints programs/s of both and the ratio (issue 15 asks for >= 0.5), checks that both give the
-same verdicts, and writes a JSON result. Run it alone (`flock /tmp/assay-heavy.lock ...`):
+same verdicts, and writes a JSON result. Run it alone, with nothing else heavy on the machine:
 
     .venv/bin/python benchmarks/code_execute_throughput.py --limit 120 --pool 2
 """

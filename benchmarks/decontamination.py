@@ -3,7 +3,7 @@ second it checks (against a plain per-row Python check of word 8-gram tuples in 
 in the same run, which finds only word n-grams of full length), and what it finds in real
 training sources (MBPP, the m-IFEval training 60 %, the repo's seeds).
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/decontamination.py [--rows 100000]
+    .venv/bin/python benchmarks/decontamination.py [--rows 100000]
         [--long-rows 2000] [--baseline-rows 20000] [--record]
 
 The rows checked for speed are short (10 to 40 words drawn from MBPP's problem texts) or long

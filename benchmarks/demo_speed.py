@@ -14,7 +14,7 @@ prompts, n=4 at temperatures 0.3/0.7/1.0/1.3, top_p 0.95, at most 160 new tokens
 Prints the ratios against the fastest raw engine and writes a JSON result. Run it under the
 shared lock; `--limit` cuts the prompts (the demo has 50):
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/demo_speed.py --limit 25
+    .venv/bin/python benchmarks/demo_speed.py --limit 25
 """
 
 import argparse

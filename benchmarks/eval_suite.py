@@ -8,7 +8,7 @@ that and prints the harness/baseline ratio per suite, of wall time and of this p
 time (on a shared machine other processes stretch wall time; CPU time is what the harness
 itself adds), with the scores seen.
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/eval_suite.py --limit 16 --max-tokens 128
+    .venv/bin/python benchmarks/eval_suite.py --limit 16 --max-tokens 128
 """
 
 from __future__ import annotations

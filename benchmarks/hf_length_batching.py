@@ -13,7 +13,7 @@ temperatures 0.3/0.7/1.0/1.3, top_p 0.95, at most 160 new tokens, seed 0, batch 
 Reports completion tokens per second of each, the token positions each ran through the model
 (`after` only: its `token_slots`), and the ratio after / before. Writes a JSON result.
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/hf_length_batching.py --limit 16
+    .venv/bin/python benchmarks/hf_length_batching.py --limit 16
 """
 
 import argparse

@@ -14,7 +14,7 @@ and accounting like real ones), then times:
 
 The target (issue 18) is a median under 0.5 s for `assay jobs list` at 10,000 jobs.
 
-Run: flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/jobs_list.py [--jobs 10000] [--repeats 9]
+Run: .venv/bin/python benchmarks/jobs_list.py [--jobs 10000] [--repeats 9]
      [--before DIR]
 """
 

@@ -20,7 +20,7 @@ file and then filters (polars `read_parquet`, then filter, slice 100 rows; a his
 loaded column; a diff as a join of both loaded files on `id` with row hashes), timed the same
 way, with its own peak memory.
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/ui_1m.py [--rows 1000000] [--record]
+    .venv/bin/python benchmarks/ui_1m.py [--rows 1000000] [--record]
 """
 
 from __future__ import annotations

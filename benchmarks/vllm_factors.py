@@ -9,7 +9,7 @@ demo's, then the demo's settings with one factor undone. For each engine it also
 many OpenMP threads the engine's worker process really runs (`torch.get_num_threads()` there,
 and its CPU affinity). Prints a table and the ratio of every row to the first; writes JSON.
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/vllm_factors.py --prompts 16 --max-tokens 64
+    .venv/bin/python benchmarks/vllm_factors.py --prompts 16 --max-tokens 64
 """
 
 import argparse
