@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,6 @@ class LoopContext:
     evaluate: Evaluate
     log: Log = print
     use_cache: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
