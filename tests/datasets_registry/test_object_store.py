@@ -3,11 +3,9 @@ S3-compatible server (moto, tests/s3_server.py) on 127.0.0.1, reached by Lance o
 reaches AWS S3, configured only by the AWS_* environment. The concurrency and crash tests
 mirror test_concurrency.py with real processes."""
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,10 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import lance
-import psutil
 import pyarrow as pa
 import pytest
 from s3_server import S3Server
+from writer_processes import check_racing_appenders_both_land, kill_tree, python
 
 from datasets_registry import Lineage, Registry, RegistryError, storage
 from datasets_registry.kinds import MESSAGES_TYPE
@@ -41,19 +39,6 @@ def sft_table(answers: list[str], languages: list[str]) -> pa.Table:
             "language": languages,
             "messages": pa.array(messages, MESSAGES_TYPE),
         }
-    )
-
-
-def python(code: str, *args: str) -> subprocess.Popen:
-    """A Python process running `code`; it inherits the AWS_* variables the fixture set."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, so a kill reaches what it started
     )
 
 
@@ -163,43 +148,8 @@ def test_a_creation_that_lost_the_race_hides_no_rows(s3_root: str, s3_server: S3
     assert (dataset.version, dataset.to_table()["x"].to_pylist()) == (2, [1, 2])
 
 
-# As in test_concurrency.py: both writers start together and print the window of their appends.
-APPENDER = """
-import os, sys, time
-import pyarrow as pa
-from datasets_registry import Registry
-root, writer, ready = sys.argv[1], sys.argv[2], sys.argv[3]
-registry = Registry(root)
-open(os.path.join(ready, writer), "w").close()
-deadline = time.time() + 60
-while len(os.listdir(ready)) < 2:
-    assert time.time() < deadline, "the other writer never got ready"
-    time.sleep(0.002)
-started = time.time()
-for i in range(5):
-    rows = [f"{writer}-{i}-{j}" for j in range(100)]
-    registry.write("shared", pa.table({"id": rows}), mode="append")
-print(started, time.time())
-"""
-
-
 def test_two_processes_appending_at_once_on_s3_both_land(s3_root: str, tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    ready.mkdir()
-    writers = [python(APPENDER, s3_root, name, str(ready)) for name in ("a", "b")]
-    windows = []
-    for writer in writers:
-        out, err = writer.communicate(timeout=120)
-        assert writer.returncode == 0, err
-        windows.append(tuple(map(float, out.split())))
-    (a_start, a_end), (b_start, b_end) = windows
-    assert max(a_start, b_start) < min(a_end, b_end), f"the appends did not overlap: {windows}"
-    registry = Registry(s3_root)
-    ids = registry.open("shared").to_arrow()["id"].to_pylist()
-    assert len(ids) == 1000 and len(set(ids)) == 1000
-    assert {i.split("-")[0] for i in ids} == {"a", "b"}
-    counts = [v.num_rows for v in registry.versions("shared")]
-    assert len(counts) == 10 and counts == sorted(counts) and counts[-1] == 1000
+    check_racing_appenders_both_land(s3_root, tmp_path / "ready")
 
 
 # Stores its fragments, then hangs before the commit, where it is killed: a crash mid-write.
@@ -236,17 +186,6 @@ def slow_block(batch):
 data = ray.data.range(40, override_num_blocks=40).map_batches(slow_block, batch_format="pyarrow")
 Registry(sys.argv[1]).write("victim", data, mode="append")
 """
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL a process, its group and every process it started (Ray workers put themselves in
-    process groups of their own), as a crash would."""
-    descendants = psutil.Process(process.pid).children(recursive=True)
-    os.killpg(process.pid, signal.SIGKILL)
-    for child in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    process.wait(timeout=30)
 
 
 def check_killed_writer_left_previous_version(s3_root: str, s3_server: S3Server, writer_code: str) -> None:
