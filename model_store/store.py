@@ -212,7 +212,7 @@ class ModelStore:
             log.write(line)
 
     def evals(self, name: str) -> list[dict[str, Any]]:
-        """The evaluation runs of a stored model, oldest first."""
+        """The evaluation runs of a stored model (JSON objects), oldest first."""
         self.record(name)
         log = self.path(name) / EVALS_FILE
         if not log.is_file():
@@ -220,9 +220,11 @@ class ModelStore:
         runs = []
         for line in log.read_text().splitlines():
             try:
-                runs.append(json.loads(line))
+                run = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a killed writer
+            if isinstance(run, dict):  # every reader takes a run to be a JSON object
+                runs.append(run)
         return runs
 
     def resolve(self, ref: str) -> ResolvedModel:

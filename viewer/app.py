@@ -449,22 +449,22 @@ class Viewer:
     def _eval_suites(self, name: str) -> list[dict[str, Any]]:
         """A model's evaluation runs by suite (sorted by name): the latest run's metrics as a
         chart and a table, and each metric's history when the suite ran more than once."""
+        from evals.results import load_runs
+
         by_suite: dict[str, list[dict[str, Any]]] = {}
-        for run in self.models.evals(name):
-            if isinstance(run, dict):
-                by_suite.setdefault(str(run.get("suite") or "?"), []).append(run)
+        for run in load_runs(self.models, name):
+            by_suite.setdefault(run.suite, []).append(run.summary())
         suites = []
         for suite, runs in sorted(by_suite.items()):
             # Log order is append order; created_at (ISO 8601) orders runs that raced.
-            runs = sorted(runs, key=lambda run: str(run.get("created_at") or ""))
+            runs = sorted(runs, key=lambda run: run["created_at"])
             latest = runs[-1]
-            metrics = [m for m in latest.get("metrics") or [] if isinstance(m, dict)]
             suites.append(
                 {
                     "suite": suite,
                     "latest": latest,
                     "runs": len(runs),
-                    "chart": charts.metric_chart(metrics),
+                    "chart": charts.metric_chart(latest["metrics"]),
                     "history": charts.history_charts(runs) if len(runs) > 1 else [],
                 }
             )
