@@ -204,14 +204,14 @@ class Server:
             judge_env = {**env, "HOME": "/", "ASSAY_PROGRAM_UID": str(self.uid)}
             pid = self._spawn(judge, judge_env, limits, timeout, (in_r, out_w, err_w, ours.fileno()),
                               self.judge_uid, "/", JUDGE_OOM_SCORE)  # fmt: skip
-            self._spawn(step["argv"], env, limits, timeout, (null, err_w, err_w, theirs.fileno()),
-                        self.uid, self.workdir, STEP_OOM_SCORE)  # fmt: skip
+            program = self._spawn(step["argv"], env, limits, timeout, (null, err_w, err_w, theirs.fileno()),
+                                  self.uid, self.workdir, STEP_OOM_SCORE)  # fmt: skip
             ours.close()
             theirs.close()
             os.close(null)
         else:
-            pid = self._spawn(step["argv"], env, limits, timeout, (in_r, out_w, err_w), self.uid,
-                              self.workdir, STEP_OOM_SCORE)  # fmt: skip
+            pid = program = self._spawn(step["argv"], env, limits, timeout, (in_r, out_w, err_w), self.uid,
+                                        self.workdir, STEP_OOM_SCORE)  # fmt: skip
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         pidfd = os.pidfd_open(pid)
@@ -254,9 +254,11 @@ class Server:
         # The step is over: nothing it started may live on (into the next step or request).
         self.kill_all()
         if status is None:
-            status = self.exited.pop(pid, None)
-            if status is None:
-                status = self._wait(pid)
+            status = self._wait(pid)
+        # With a judge, the step's status is the judge's: it exits 0 when the program dies under it.
+        # The program's own status still tells whether its CPU limit (SIGXCPU) ended it, which is a
+        # timeout whichever of the two limits comes first.
+        program_status = status if program == pid else self._wait(program)
         self.exited.clear()
         os.close(pidfd)
         for fd in list(streams):  # every writer is dead now: read what is left up to EOF
@@ -271,7 +273,7 @@ class Server:
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if timed_out:
             exit_code, sig = None, signal.SIGKILL
-        timed_out |= sig == signal.SIGXCPU
+        timed_out |= os.WIFSIGNALED(program_status) and os.WTERMSIG(program_status) == signal.SIGXCPU
         memory_exceeded = self.oom_kills() > oom_before
         result = {
             "name": step.get("name", ""),

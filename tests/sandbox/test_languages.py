@@ -153,6 +153,20 @@ def test_endless_program_is_a_timeout(docker_sandbox, language: str) -> None:
     assert verdict.passed == 0
 
 
+@pytest.mark.parametrize("language", ["python", "javascript"])
+def test_a_program_ended_by_its_cpu_limit_is_a_timeout(docker_sandbox, language: str) -> None:
+    """A busy program may reach its CPU limit (SIGXCPU) before the wall clock; that is a timeout too.
+    Python runs under a judge whose own exit (0) is the step's status, so this is the case where
+    the server must look at the program's status (it once gave runtime_error, a CI flake)."""
+    limits = Limits(wall_timeout_s=30.0, cpu_time_s=1.0)
+    verdict = verify(
+        docker_sandbox, language, CASES[language].endless, CASES[language].tests, extract=False, limits=limits
+    )
+    assert verdict.status == "timeout", verdict
+    assert verdict.wall_s < 15, verdict.wall_s  # the CPU limit ended it, not the 30 s deadline
+    assert verdict.passed == 0
+
+
 @pytest.mark.parametrize("language", ["python", "cpp", "java", "go", "rust", "javascript", "typescript"])
 def test_stdio_cases_work_for_every_compiled_and_interpreted_language(docker_sandbox, language: str) -> None:
     programs = {
