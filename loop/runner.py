@@ -6,7 +6,8 @@ Steps, in order (each a key of the saved state):
 - `eval:start`: the start model on the suite;
 - `expert:NAME`: refuse a contaminated dataset, train, register `<loop>-NAME`; `eval:NAME`;
 - `merge`: the linear soup `<loop>-soup` (two or more experts); `eval:soup`; with
-  `leave_one_out`, `merge:without-NAME` and `eval:without-NAME` for each expert;
+  `leave_one_out` and three or more experts, `merge:without-NAME` and `eval:without-NAME` for
+  each expert (with two, the soup without one is the other expert, already evaluated);
 - `gates`: every gate, reported; with `enforce`, a failed gate fails the step.
 
 The final model is the soup, or the only expert. A failed step leaves every finished one
@@ -183,7 +184,7 @@ def _plan(
     if spec.merge is not None:
         steps.append(("merge", lambda: _merge(spec, None, state, context)))
         steps.append(("eval:soup", lambda: _evaluate(spec.model_name("soup"), spec, context)))
-        if spec.merge.leave_one_out:
+        if spec.merge.leave_one_out and len(spec.experts) > 2:
             for expert in spec.experts:
                 role = f"without-{expert.name}"
                 steps.append((f"merge:{role}", lambda e=expert: _merge(spec, e.name, state, context)))

@@ -103,3 +103,17 @@ def test_dry_run_checks_everything_and_writes_nothing(
     assert result.returncode == 0, result.stderr
     assert "steps: eval:start, expert:if, eval:if, gates" in " ".join(result.stdout.split())
     assert not (tmp_path / "assay-home" / "loops").exists()
+
+
+@pytest.mark.parametrize("experts", [2, 3])
+def test_leave_one_out_merges_only_where_the_rest_is_a_soup(tmp_path: Path, experts: int) -> None:
+    """With two experts the soup without one is the other expert, already evaluated: no step."""
+    from loop.runner import step_names
+
+    named = [{"name": n, "domain": "ifeval", "dataset": "d@1"} for n in ["a", "b", "c"][:experts]]
+    spec, _ = load_loop_spec(write_spec(tmp_path, experts=named, merge={"leave_one_out": True}))
+    without = [step for step in step_names(spec) if "without-" in step]
+    if experts == 2:
+        assert without == []
+    else:
+        assert without == [f"{kind}:without-{n}" for n in "abc" for kind in ("merge", "eval")]
