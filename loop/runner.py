@@ -4,13 +4,20 @@ Steps, in order (each a key of the saved state):
 
 - `data:NAME`: run the pipeline, register its outputs; result: {dataset: ref} and the job id;
 - `eval:start`: the start model on the suite;
-- `expert:NAME`: refuse a contaminated dataset, train, register `<loop>-NAME`; `eval:NAME`;
+- `expert:NAME`: refuse a contaminated dataset, train, register `<loop>-NAME`; with `seeds`,
+  `expert:NAME:seed-S` trains one run per seed and `expert:NAME` averages them (a seed merge);
+  with `preference`, the SFT model is `<loop>-NAME-sft` and `prefer:NAME` trains `<loop>-NAME`
+  from it on preference pairs; then `eval:NAME`;
 - `merge`: the linear soup `<loop>-soup` (two or more experts); `eval:soup`; with
   `leave_one_out` and three or more experts, `merge:without-NAME` and `eval:without-NAME` for
   each expert (with two, the soup without one is the other expert, already evaluated);
+- `polish:ROUND[-i]:data` (a round with a pipeline, generating with the newest model) and
+  `polish:ROUND[-i]` (training the newest model on it), round after round; `eval:polished`;
+  with `interpolation`, `interpolate` (WARP's step back toward the merged model) and `eval:final`;
 - `gates`: every gate, reported; with `enforce`, a failed gate fails the step.
 
-The final model is the soup, or the only expert. A failed step leaves every finished one
+The final model is the interpolated one, else the last polished one, else the soup, else the
+only expert. A failed step leaves every finished one
 recorded (and its artifacts registered); `resume` runs the failed step again.
 """
 
@@ -25,7 +32,7 @@ from typing import Any
 
 from datasets_registry import Registry
 from loop.gates import Gate, Summary, expert_beats_start, final_at_least_start, soup_keeps_gain
-from loop.spec import ArbiterCheck, DataStep, EvaluationSpec, ExpertStep, LoopSpec, LoopSpecError
+from loop.spec import ArbiterCheck, DataStep, EvaluationSpec, ExpertStep, LoopSpec, LoopSpecError, PolishRound
 from loop.state import LoopState, StepRecord, save_state
 from model_store import ModelStore
 
@@ -80,8 +87,8 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
         AssayError: the first problem, in one line.
     """
     import eval_sets
+    from datagen.spec import load_spec
     from loop.evaluation import has_dev_split
-    from trainer.config import TrainConfig
 
     context.store.resolve(spec.start)
     for suite in spec.evaluation.suites:
@@ -107,34 +114,94 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
                     "need rm_pairs or preference"
                 )
     for expert in spec.experts:
-        name, version = _split_ref(expert.dataset)
-        where = f"experts.{expert.name}.dataset"
-        if name in produced:
-            if version != "latest":
-                raise LoopSpecError(
-                    f"{where}: {expert.dataset!r} is produced by data step {produced[name]!r}; "
-                    f"name it {name}@latest"
-                )
-        else:
-            try:
-                context.registry.open(expert.dataset)
-            except Exception as err:
-                raise LoopSpecError(f"{where}: {err}") from err
-        try:
-            TrainConfig.model_validate(
-                {
-                    **expert.train,
-                    "model": spec.start,
-                    "dataset": f"{name}@1",
-                    "output": spec.model_name(expert.name),
-                }
+        where = f"experts.{expert.name}"
+        _check_dataset(f"{where}.dataset", expert.dataset, produced, context)
+        _check_train(f"{where}.train", expert.train, expert.dataset, spec)
+        if expert.preference is not None:
+            _check_dataset(f"{where}.preference.dataset", expert.preference.dataset, produced, context)
+            _check_train(
+                f"{where}.preference.train", expert.preference.train, expert.preference.dataset, spec
             )
-        except ValueError as err:
-            first = str(err).splitlines()
-            raise LoopSpecError(f"experts.{expert.name}.train: {' '.join(first[1:3]) or err}") from err
-        model = spec.model_name(expert.name)
-        if context.store.has(model) and not resuming:
-            raise LoopSpecError(f"a model named {model!r} is already stored: rename the loop or remove it")
+    for round_ in spec.polish.rounds if spec.polish else []:
+        where = f"polish.rounds.{round_.name}"
+        if round_.pipeline is None:
+            _check_dataset(f"{where}.dataset", round_.dataset, produced, context)
+        else:
+            overrides = [*round_.set, *([f"{round_.model_key}={spec.start}"] if round_.model_key else [])]
+            loaded = load_spec(_resolve(spec_dir, round_.pipeline), overrides)
+            outputs = [output.dataset for output in loaded.spec.outputs]
+            if _split_ref(round_.dataset)[0] not in outputs:
+                raise LoopSpecError(
+                    f"{where}.dataset: {round_.dataset!r} is not an output of {round_.pipeline} "
+                    f"({', '.join(outputs)})"
+                )
+        _check_train(f"{where}.train", round_.train, round_.dataset, spec)
+    if not resuming:
+        for model in planned_models(spec):
+            if context.store.has(model):
+                raise LoopSpecError(
+                    f"a model named {model!r} is already stored: rename the loop or remove it"
+                )
+
+
+def _check_dataset(where: str, ref: str, produced: dict[str, str], context: LoopContext) -> None:
+    """A dataset is registered, or produced by a data step (then named NAME@latest)."""
+    name, version = _split_ref(ref)
+    if name in produced:
+        if version != "latest":
+            raise LoopSpecError(
+                f"{where}: {ref!r} is produced by data step {produced[name]!r}; name it {name}@latest"
+            )
+        return
+    try:
+        context.registry.open(ref)
+    except Exception as err:
+        raise LoopSpecError(f"{where}: {err}") from err
+
+
+def _check_train(where: str, train: dict[str, Any], dataset: str, spec: LoopSpec) -> None:
+    from trainer.config import TrainConfig
+
+    fields = {"model": spec.start, "dataset": f"{_split_ref(dataset)[0]}@1", "output": spec.model_name("x")}
+    try:
+        TrainConfig.model_validate({**train, **fields})
+    except ValueError as err:
+        lines = str(err).splitlines()
+        raise LoopSpecError(f"{where}: {' '.join(lines[1:3]) or err}") from err
+
+
+def planned_models(spec: LoopSpec) -> list[str]:
+    """Every model the loop registers, by store name."""
+    models = []
+    for expert in spec.experts:
+        models += [spec.model_name(f"{expert.name}-seed-{seed}") for seed in expert.seeds or []]
+        if expert.preference is not None:
+            models.append(spec.model_name(f"{expert.name}-sft"))
+        models.append(spec.model_name(expert.name))
+    if spec.merge is not None:
+        models.append(spec.model_name("soup"))
+        if _leave_one_out(spec):
+            models += [spec.model_name(f"without-{e.name}") for e in spec.experts]
+    models += [spec.model_name(f"polish-{label}") for label, _ in polish_labels(spec)]
+    if spec.polish is not None and spec.polish.interpolation is not None:
+        models.append(spec.model_name("final"))
+    return models
+
+
+def _leave_one_out(spec: LoopSpec) -> bool:
+    """Leave-one-out soups only where the rest is a soup: with two experts it is the other expert."""
+    return spec.merge is not None and spec.merge.leave_one_out and len(spec.experts) > 2
+
+
+def polish_labels(spec: LoopSpec) -> list[tuple[str, PolishRound]]:
+    """Each polish run in order: the round's name, with `-i` when the round repeats."""
+    labels = []
+    for round_ in spec.polish.rounds if spec.polish else []:
+        if round_.repeat == 1:
+            labels.append((round_.name, round_))
+        else:
+            labels += [(f"{round_.name}-{i}", round_) for i in range(1, round_.repeat + 1)]
+    return labels
 
 
 def step_names(spec: LoopSpec) -> list[str]:
@@ -177,25 +244,58 @@ def _plan(
         steps.append((f"data:{data.name}", lambda d=data: _run_data(d, spec_dir, context)))
     steps.append(("eval:start", lambda: _evaluate(spec.start, spec, context)))
     for expert in spec.experts:
+        for seed in expert.seeds or []:
+            train = lambda e=expert, s=seed: _train_expert(e, spec, state, context, seed=s)  # noqa: E731
+            steps.append((f"expert:{expert.name}:seed-{seed}", train))
         steps.append((f"expert:{expert.name}", lambda e=expert: _train_expert(e, spec, state, context)))
+        if expert.preference is not None:
+            steps.append((f"prefer:{expert.name}", lambda e=expert: _prefer(e, spec, state, context)))
         steps.append(
             (f"eval:{expert.name}", lambda e=expert: _evaluate(spec.model_name(e.name), spec, context))
         )
     if spec.merge is not None:
         steps.append(("merge", lambda: _merge(spec, None, state, context)))
         steps.append(("eval:soup", lambda: _evaluate(spec.model_name("soup"), spec, context)))
-        if spec.merge.leave_one_out and len(spec.experts) > 2:
+        if _leave_one_out(spec):
             for expert in spec.experts:
                 role = f"without-{expert.name}"
                 steps.append((f"merge:{role}", lambda e=expert: _merge(spec, e.name, state, context)))
                 steps.append((f"eval:{role}", lambda r=role: _evaluate(spec.model_name(r), spec, context)))
+    if spec.polish is not None:
+        newest = _merged_model(spec)
+        for label, round_ in polish_labels(spec):
+            if round_.pipeline is not None:
+                data = lambda r=round_, m=newest: _polish_data(r, m, spec_dir, context)  # noqa: E731
+                steps.append((f"polish:{label}:data", data))
+            train = lambda r=round_, x=label, m=newest: _polish_train(r, x, m, spec, state, context)  # noqa: E731
+            steps.append((f"polish:{label}", train))
+            newest = spec.model_name(f"polish-{label}")
+        steps.append(("eval:polished", lambda m=newest: _evaluate(m, spec, context)))
+        if spec.polish.interpolation is not None:
+            steps.append(("interpolate", lambda m=newest: _interpolate(spec, m, context)))
+            steps.append(("eval:final", lambda: _evaluate(spec.model_name("final"), spec, context)))
     steps.append(("gates", lambda: _gates(spec, state)))
     return steps
 
 
-def final_model(spec: LoopSpec) -> str:
-    """The loop's final model: the soup, or the only expert."""
+def _merged_model(spec: LoopSpec) -> str:
+    """The model after the merge: the soup, or the only expert."""
     return spec.model_name("soup" if spec.merge is not None else spec.experts[0].name)
+
+
+def final_role(spec: LoopSpec) -> str:
+    """The evaluation role of the loop's final model (its `eval:ROLE` step)."""
+    if spec.polish is not None:
+        return "final" if spec.polish.interpolation is not None else "polished"
+    return "soup" if spec.merge is not None else spec.experts[0].name
+
+
+def final_model(spec: LoopSpec) -> str:
+    """The loop's final model: interpolated, polished, the soup, or the only expert."""
+    role = final_role(spec)
+    if role == "polished":
+        return spec.model_name(f"polish-{polish_labels(spec)[-1][0]}")
+    return spec.model_name(role)
 
 
 def _since(started: float) -> float:
@@ -203,9 +303,6 @@ def _since(started: float) -> float:
 
 
 def _run_data(step: DataStep, spec_dir: Path, context: LoopContext) -> dict[str, Any]:
-    from datagen.job import prepare_job, run_job
-    from datagen.spec import load_spec
-
     overrides, checked = list(step.set), {}
     if step.arbiter is not None:
         checked = _check_arbiter(step.arbiter, context)
@@ -214,7 +311,16 @@ def _run_data(step: DataStep, spec_dir: Path, context: LoopContext) -> dict[str,
             context.log(
                 f"{step.name}: selecting without the reward model ({', '.join(step.arbiter.fallback)})"
             )
-    loaded = load_spec(_resolve(spec_dir, step.pipeline), overrides)
+    result = _run_pipeline(_resolve(spec_dir, step.pipeline), overrides, context)
+    return result | ({"arbiter": checked} if checked else {})
+
+
+def _run_pipeline(path: Path, overrides: list[str], context: LoopContext) -> dict[str, Any]:
+    """Run one pipeline spec as a job; its outputs' exact versions and the job's counts."""
+    from datagen.job import prepare_job, run_job
+    from datagen.spec import load_spec
+
+    loaded = load_spec(path, overrides)
     job = prepare_job(loaded, context.registry, context.store, use_cache=context.use_cache)
     report = run_job(job, context.registry, log=context.log)
     return {
@@ -223,7 +329,6 @@ def _run_data(step: DataStep, spec_dir: Path, context: LoopContext) -> dict[str,
         "rows_in": report.rows_in,
         "rows_failed": report.rows_failed,
         "overrides": overrides,
-        **({"arbiter": checked} if checked else {}),
     }
 
 
@@ -238,44 +343,105 @@ def _check_arbiter(arbiter: ArbiterCheck, context: LoopContext) -> dict[str, Any
     return {"model": arbiter.model, "heldout": arbiter.heldout, **evaluation.trust.as_dict()}
 
 
-def _dataset_ref(expert: ExpertStep, spec: LoopSpec, state: LoopState) -> str:
-    """The exact version an expert trains on: a data step's output as registered, else as named."""
-    name, _ = _split_ref(expert.dataset)
+def _dataset_ref(ref: str, spec: LoopSpec, state: LoopState) -> str:
+    """The exact version to train on: a data step's output as registered, else `ref` as named."""
+    name, _ = _split_ref(ref)
     for data in spec.data:
         outputs = state.result(f"data:{data.name}")["outputs"] if state.done(f"data:{data.name}") else {}
         if name in outputs:
             return outputs[name]
-    return expert.dataset
+    return ref
+
+
+def _sft_model(spec: LoopSpec, expert: ExpertStep) -> str:
+    """An expert's SFT model: the expert itself, or its `-sft` base when preference training follows."""
+    return spec.model_name(f"{expert.name}-sft" if expert.preference is not None else expert.name)
 
 
 def _train_expert(
-    expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopContext
+    expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopContext, seed: int | None = None
 ) -> dict[str, Any]:
+    """One SFT run (of one seed, given `seed`); with `seeds` and no `seed`, the seed merge."""
+    ref = _dataset_ref(expert.dataset, spec, state)
+    if seed is not None:
+        output = spec.model_name(f"{expert.name}-seed-{seed}")
+        return _train(spec.start, ref, {**expert.train, "seed": seed}, output, spec, context)
+    if expert.seeds is None:
+        return _train(spec.start, ref, expert.train, _sft_model(spec, expert), spec, context)
+    from trainer.merging.schemes import merge_linear_to_store
+
+    runs = [spec.model_name(f"{expert.name}-seed-{s}") for s in expert.seeds]
+    weights = [1.0 / len(runs)] * len(runs)
+    name = _sft_model(spec, expert)
+    if not context.store.has(name):
+        merge_linear_to_store(context.store, runs, weights, name=name)
+    return {"model": name, "experts": runs, "weights": weights, "dataset": ref}
+
+
+def _prefer(expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopContext) -> dict[str, Any]:
+    assert expert.preference is not None
+    ref = _dataset_ref(expert.preference.dataset, spec, state)
+    base = _sft_model(spec, expert)
+    return _train(base, ref, expert.preference.train, spec.model_name(expert.name), spec, context)
+
+
+def _polish_data(round_: PolishRound, newest: str, spec_dir: Path, context: LoopContext) -> dict[str, Any]:
+    """Generate a polish round's data, with the loop's newest model where the round names its key."""
+    assert round_.pipeline is not None
+    overrides = [*round_.set, *([f"{round_.model_key}={newest}"] if round_.model_key else [])]
+    return _run_pipeline(_resolve(spec_dir, round_.pipeline), overrides, context) | {"generator": newest}
+
+
+def _polish_train(
+    round_: PolishRound, label: str, newest: str, spec: LoopSpec, state: LoopState, context: LoopContext
+) -> dict[str, Any]:
+    if round_.pipeline is not None:
+        ref = state.result(f"polish:{label}:data")["outputs"][_split_ref(round_.dataset)[0]]
+    else:
+        ref = _dataset_ref(round_.dataset, spec, state)
+    return _train(newest, ref, round_.train, spec.model_name(f"polish-{label}"), spec, context)
+
+
+def _train(
+    base: str, ref: str, train: dict[str, Any], output: str, spec: LoopSpec, context: LoopContext
+) -> dict[str, Any]:
+    """Train `base` on the dataset version `ref` into the stored model `output`, unless the
+    dataset overlaps an evaluation set beyond the gate, or `output` is stored already (adopted
+    when it was trained on `ref` by a run killed before it saved the step)."""
     from eval_sets.contamination import check_dataset
     from trainer.config import TrainConfig
     from trainer.run import prepare_training, run_training
 
-    version = context.registry.open(_dataset_ref(expert, spec, state))
+    version = context.registry.open(ref)
     report = check_dataset(version)
     report.refuse_above(spec.gates.max_contamination)
-    output = spec.model_name(expert.name)
-    if context.store.has(output):  # registered by a run killed before it saved the step
+    if context.store.has(output):
         record = context.store.record(output)
         if record.get("lineage", {}).get("datasets") == [version.ref]:
-            return {"model": output, "dataset": version.ref, "adopted": True}
+            return {"model": output, "base": base, "dataset": version.ref, "adopted": True}
         raise LoopStepError(f"a model named {output!r} is stored but was not trained on {version.ref}")
-    config = TrainConfig.model_validate(
-        {**expert.train, "model": spec.start, "dataset": version.ref, "output": output}
-    )
+    config = TrainConfig.model_validate({**train, "model": base, "dataset": version.ref, "output": output})
     result = run_training(
         prepare_training(config, context.registry, context.store), context.store, log=context.log
     )
     return {
         "model": result.name,
+        "base": base,
         "dataset": version.ref,
         "contaminated_rows": report.flagged_rows,
         "metrics": result.metrics,
     }
+
+
+def _interpolate(spec: LoopSpec, polished: str, context: LoopContext) -> dict[str, Any]:
+    """WARP's linear interpolation toward the start of polish: base + eta * (polished - base)."""
+    from trainer.merging.schemes import merge_linear_to_store
+
+    assert spec.polish is not None and spec.polish.interpolation is not None
+    eta, base, name = spec.polish.interpolation, _merged_model(spec), spec.model_name("final")
+    if not context.store.has(name):
+        merge_linear_to_store(context.store, [polished, base], [eta, 1 - eta], name=name)
+    return {"model": name, "experts": [polished, base], "weights": [eta, 1 - eta]}
 
 
 def _merge(spec: LoopSpec, without: str | None, state: LoopState, context: LoopContext) -> dict[str, Any]:
@@ -364,7 +530,7 @@ def _gates(spec: LoopSpec, state: LoopState) -> dict[str, Any]:
                     spec.gates.soup_keeps,
                 )
             )
-    final = _summary(state, "soup" if spec.merge is not None else spec.experts[0].name)
+    final = _summary(state, final_role(spec))
     gates += [final_at_least_start(suite, start, final) for suite in spec.evaluation.suites]
     failed = [gate for gate in gates if not gate.passed]
     if failed and spec.gates.enforce:

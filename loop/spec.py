@@ -50,8 +50,25 @@ class DataStep(StrictModel):
     )
 
 
+MANAGED_TRAIN_FIELDS = frozenset({"model", "dataset", "output"})
+
+
+class PreferenceStep(StrictModel):
+    """Preference training of an expert after its SFT, starting from the SFT model (the order of
+    the Command A report's experts, 3.2-3.3: SFT, then offline preference training)."""
+
+    dataset: str = Field(
+        description="Preference pairs, `NAME@VERSION` or `NAME@latest`: registered, or a data step's output."
+    )
+    train: dict[str, Any] = Field(
+        default_factory=lambda: {"method": "dpo"},
+        description="TrainConfig fields; `method` is a preference loss (dpo, ipo, slic, copg).",
+    )
+
+
 class ExpertStep(StrictModel):
-    """Train one expert from the start model on one registered dataset."""
+    """Train one expert from the start model on one registered dataset (then, optionally, on
+    preference pairs from that SFT model)."""
 
     name: str = Field(description="Expert name; the model is stored as `<loop>-<name>`.")
     domain: str = Field(description="The suite this expert is for; it must improve there (a gate).")
@@ -62,6 +79,15 @@ class ExpertStep(StrictModel):
         default_factory=dict,
         description="TrainConfig fields (method, epochs, learning_rate, ...); model, dataset and "
         "output are set by the loop.",
+    )
+    seeds: list[int] | None = Field(
+        None,
+        min_length=2,
+        description="Train the SFT once per seed (`<loop>-<name>-seed-S`) and average them uniformly: "
+        "a seed merge (Command A report, 3.4). None: one run, with `train.seed`.",
+    )
+    preference: PreferenceStep | None = Field(
+        None, description="Preference training after SFT; the SFT model is kept as `<loop>-<name>-sft`."
     )
 
 
@@ -104,6 +130,62 @@ class MergeStep(StrictModel):
     )
 
 
+class PolishRound(StrictModel):
+    """One polish round: optionally generate its data with the newest model, then train the newest
+    model on it. Best-of-N SFT is a round whose pipeline selects by the reward model and whose
+    `train.method` is sft; online iterative DPO is a round with a preference pipeline, method dpo
+    and `repeat` > 1, each repetition generating with the checkpoint of the one before (Aya
+    Expanse's offline-then-online preference training; Command A report, 3.5)."""
+
+    name: str = Field(description="Round name; its models are stored as `<loop>-polish-<name>[-i]`.")
+    pipeline: str | None = Field(
+        None,
+        description="Pipeline spec generating the round's data (relative to the loop spec); none: "
+        "train on `dataset` as registered.",
+    )
+    set: list[str] = Field(default_factory=list, description="`KEY=VALUE` overrides of the pipeline spec.")
+    model_key: str | None = Field(
+        None,
+        description="The pipeline field naming its generation model (e.g. `stages.1.engine.model`), "
+        "set to the newest model of the loop each time the round runs; none: the pipeline's own "
+        "model (offline data).",
+    )
+    dataset: str = Field(
+        description="What the round trains on: an output of its pipeline (NAME), else a registered dataset "
+        "or a data step's output (NAME@VERSION or NAME@latest)."
+    )
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig fields (method sft or a preference loss, epochs, ...)."
+    )
+    repeat: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="Times the round runs, each from the newest model (online rounds: up to 3).",
+    )
+
+    @model_validator(mode="after")
+    def _online_needs_a_generator(self) -> PolishRound:
+        if self.repeat > 1 and (self.pipeline is None or self.model_key is None):
+            raise ValueError(f"polish round {self.name!r}: repeat > 1 needs a pipeline and its model_key")
+        if self.model_key is not None and self.pipeline is None:
+            raise ValueError(f"polish round {self.name!r}: model_key needs a pipeline")
+        return self
+
+
+class PolishSpec(StrictModel):
+    """Polish the soup (or the only expert) round by round, then optionally interpolate back."""
+
+    rounds: list[PolishRound] = Field(min_length=1, description="Rounds, in order.")
+    interpolation: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="WARP's step toward the polished model: final = base + eta * (polished - base), "
+        "base the model polish started from (Ramé et al. 2024, arXiv 2406.16768); none: the polished model.",
+    )
+
+
 class GatesSpec(StrictModel):
     """Checks between steps; reported always, enforced (the loop stops) when `enforce`."""
 
@@ -128,6 +210,7 @@ class LoopSpec(StrictModel):
     data: list[DataStep] = Field(default_factory=list, description="Pipelines producing the data.")
     experts: list[ExpertStep] = Field(min_length=1, description="Experts to train.")
     merge: MergeStep | None = Field(None, description="Soup the experts (needs two or more).")
+    polish: PolishSpec | None = Field(None, description="Polish rounds after the merge.")
     gates: GatesSpec = Field(default_factory=GatesSpec, description="Gates between steps.")
 
     @model_validator(mode="after")
@@ -137,6 +220,7 @@ class LoopSpec(StrictModel):
         for kind, names in (
             ("data step", [d.name for d in self.data]),
             ("expert", [e.name for e in self.experts]),
+            ("polish round", [r.name for r in self.polish.rounds] if self.polish else []),
         ):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
@@ -151,9 +235,19 @@ class LoopSpec(StrictModel):
                 raise ValueError(
                     f"experts.{expert.name}.domain: {expert.domain!r} is not among evaluation.suites"
                 )
-            managed = sorted({"model", "dataset", "output"} & set(expert.train))
-            if managed:
-                raise ValueError(f"experts.{expert.name}.train may not set {', '.join(managed)}")
+            _check_train_fields(f"experts.{expert.name}.train", expert.train)
+            if expert.seeds is not None:
+                if len(set(expert.seeds)) < len(expert.seeds):
+                    raise ValueError(f"experts.{expert.name}.seeds repeat")
+                if "seed" in expert.train:
+                    raise ValueError(f"experts.{expert.name}: give seeds or train.seed, not both")
+            if expert.preference is not None:
+                where = f"experts.{expert.name}.preference.train"
+                _check_train_fields(where, expert.preference.train)
+                if expert.preference.train.get("method", "sft") == "sft":
+                    raise ValueError(f"{where}.method: a preference loss (dpo, ipo, slic, copg), not sft")
+        for round_ in self.polish.rounds if self.polish else []:
+            _check_train_fields(f"polish.rounds.{round_.name}.train", round_.train)
         if self.merge is not None:
             if len(self.experts) < 2:
                 raise ValueError("merge needs at least two experts")
@@ -164,6 +258,12 @@ class LoopSpec(StrictModel):
     def model_name(self, role: str) -> str:
         """The store name of one of the loop's models (`<loop>-<role>`)."""
         return f"{self.name}-{role}"
+
+
+def _check_train_fields(where: str, train: dict[str, Any]) -> None:
+    managed = sorted(MANAGED_TRAIN_FIELDS & set(train))
+    if managed:
+        raise ValueError(f"{where} may not set {', '.join(managed)}")
 
 
 def load_loop_spec(path: Path, overrides: list[str] | None = None) -> tuple[LoopSpec, dict[str, Any]]:

@@ -229,3 +229,111 @@ def test_soup_weights_are_searched_on_dev_splits_only(
     assert reported == [str(tiny_model), "tiny-loop-a", "tiny-loop-b", "tiny-loop-soup"]
     stored = ModelStore(home / "models").record("tiny-loop-soup")["lineage"]["merge"]["weights"]
     assert stored == pytest.approx(merge["weights"])
+
+
+def register_pairs(registry: Registry, name: str = "tiny-pairs") -> str:
+    import pyarrow as pa
+
+    from datasets_registry.kinds import MESSAGES_TYPE
+
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:4]]
+    prompts = [[{"role": "user", "content": row["prompt"]}] for row in rows]
+    chosen = [[{"role": "assistant", "content": "Here is a careful answer in full sentences."}]] * len(rows)
+    rejected = [[{"role": "assistant", "content": "no"}]] * len(rows)
+    table = pa.table({name: pa.array(value, MESSAGES_TYPE) for name, value in
+                      (("prompt", prompts), ("chosen", chosen), ("rejected", rejected))})  # fmt: skip
+    return registry.write(name, table, kind="preference").ref
+
+
+def tensor(store: ModelStore, name: str, key: str = "lm_head.weight"):  # noqa: ANN201
+    from safetensors.torch import load_file
+
+    weights: dict = {}
+    for path in sorted(store.resolve(name).path.glob("*.safetensors")):
+        weights |= load_file(path)
+    return weights.get(key, weights.get("model.embed_tokens.weight"))
+
+
+def test_preference_after_sft_then_polish_rounds_each_from_the_newest_model(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None, shared_data: Path
+) -> None:
+    pairs = register_pairs(registry)
+    spec_path = write_loop(tmp_path, tiny_model)
+    tiny = "{max_steps: 1, max_length: 256, micro_batch_size: 2, torch_threads: 1"
+    spec, raw = load_loop_spec(
+        spec_path,
+        [
+            "evaluation={suites: [ifeval], limit: 1, max_tokens: 4}",
+            "merge=null",
+            f"experts=[{{name: a, domain: ifeval, dataset: tiny-sft@latest, seeds: [0, 1], train: {tiny}}},"
+            f" preference: {{dataset: '{pairs}', train: {tiny}, method: dpo, learning_rate: 0.01}}}}}}]",
+            # best-of-N SFT twice online (each time generating with the newest model), then offline DPO
+            f"polish={{interpolation: 0.5, rounds: ["
+            f"{{name: bon, pipeline: pipeline.yaml, model_key: stages.1.engine.model, dataset: tiny-sft,"
+            f" repeat: 2, train: {tiny}}}}},"
+            f" {{name: dpo, dataset: '{pairs}', train: {tiny}, method: dpo}}}}]}}",
+        ],
+    )
+    home = tmp_path / "assay-home"
+    store = ModelStore(home / "models")
+    ctx = context(registry, store, home)
+    check_loop(spec, tmp_path, ctx)
+    state = run_loop(spec, LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path)), ctx)
+    assert list(state.steps) == [
+        "data:bon", "eval:start", "expert:a:seed-0", "expert:a:seed-1", "expert:a", "prefer:a", "eval:a",
+        "polish:bon-1:data", "polish:bon-1", "polish:bon-2:data", "polish:bon-2", "polish:dpo",
+        "eval:polished", "interpolate", "eval:final", "gates",
+    ]  # fmt: skip
+
+    # The SFT model is the mean of one run per seed (a seed merge); the seeds ran differently.
+    runs = [tensor(store, f"tiny-loop-a-seed-{seed}").float() for seed in (0, 1)]
+    assert not runs[0].equal(runs[1])
+    assert tensor(store, "tiny-loop-a-sft").float().allclose((runs[0] + runs[1]) / 2, atol=1e-3)
+    # Preference training starts from the SFT model; each polish run from the one before it.
+    chain = {
+        step: state.result(step)["base"]
+        for step in ("prefer:a", "polish:bon-1", "polish:bon-2", "polish:dpo")
+    }
+    assert chain == {
+        "prefer:a": "tiny-loop-a-sft",
+        "polish:bon-1": "tiny-loop-a",
+        "polish:bon-2": "tiny-loop-polish-bon-1",
+        "polish:dpo": "tiny-loop-polish-bon-2",
+    }
+    assert state.result("polish:bon-1:data")["generator"] == "tiny-loop-a"
+    assert state.result("polish:bon-2:data")["generator"] == "tiny-loop-polish-bon-1"
+    first, second = (state.result(f"polish:bon-{i}")["dataset"] for i in (1, 2))
+    assert first != second and first.startswith("tiny-sft@") and second.startswith("tiny-sft@")
+    assert store.record("tiny-loop-polish-bon-2")["lineage"]["datasets"] == [second]
+    assert store.record("tiny-loop-a")["lineage"]["datasets"] == [pairs]
+    assert not tensor(store, "tiny-loop-a").equal(tensor(store, "tiny-loop-a-sft"))  # DPO moved the weights
+
+    # WARP's interpolation: halfway between the polished model and the model polish started from.
+    halfway = (tensor(store, "tiny-loop-polish-dpo").float() + tensor(store, "tiny-loop-a").float()) / 2
+    assert tensor(store, "tiny-loop-final").float().allclose(halfway, atol=1e-3)
+    assert state.result("gates")["final"] == "tiny-loop-final"
+    assert {g["name"] for g in state.result("gates")["gates"]} >= {"final at least start on ifeval"}
+
+
+def test_polish_rounds_are_checked_before_any_step(
+    tmp_path: Path, tiny_model: Path, registry: Registry
+) -> None:
+    spec_path = write_loop(tmp_path, tiny_model)
+    home = tmp_path / "assay-home"
+    ctx = context(registry, ModelStore(home / "models"), home)
+    round_ = "{name: bon, pipeline: pipeline.yaml, model_key: stages.1.engine.model"
+    cases = [
+        (f"polish={{rounds: [{round_}, dataset: not-an-output}}]}}", "not an output of pipeline.yaml"),
+        (
+            f"polish={{rounds: [{round_}, dataset: tiny-sft, train: {{method: dpp}}}}]}}",
+            r"polish.rounds.bon.train",
+        ),
+        ("polish={rounds: [{name: r, dataset: missing@1}]}", "polish.rounds.r.dataset"),
+        ("experts.0.preference={dataset: tiny-sft@latest, train: {method: sft}}", "a preference loss"),
+    ]
+    for override, message in cases:
+        with pytest.raises(LoopSpecError, match=message):
+            spec, _ = load_loop_spec(spec_path, [override])
+            check_loop(spec, tmp_path, ctx)
+    with pytest.raises(LoopSpecError, match="repeat > 1 needs a pipeline"):
+        load_loop_spec(spec_path, ["polish={rounds: [{name: r, dataset: d@1, repeat: 2}]}"])
