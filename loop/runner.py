@@ -32,7 +32,17 @@ from typing import Any
 
 from datasets_registry import Registry
 from loop.gates import Gate, Summary, expert_beats_start, final_at_least_start, soup_keeps_gain
-from loop.spec import ArbiterCheck, DataStep, EvaluationSpec, ExpertStep, LoopSpec, LoopSpecError, PolishRound
+from loop.refinement import trial_steps
+from loop.spec import (
+    ArbiterCheck,
+    DataStep,
+    EvaluationSpec,
+    ExpertStep,
+    LoopSpec,
+    LoopSpecError,
+    PolishRound,
+    RefinementCandidate,
+)
 from loop.state import LoopState, StepRecord, save_state
 from model_store import ModelStore
 
@@ -113,6 +123,9 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
                     f"data.{step.name}.arbiter.heldout: {heldout.ref} is of kind {heldout.kind!r}; "
                     "need rm_pairs or preference"
                 )
+    if spec.refinement is not None:
+        _check_refinement(spec, spec_dir, produced, context)
+        produced[spec.refinement.output] = "refinement"
     for expert in spec.experts:
         where = f"experts.{expert.name}"
         _check_dataset(f"{where}.dataset", expert.dataset, produced, context)
@@ -144,6 +157,36 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
                 )
 
 
+def _check_refinement(spec: LoopSpec, spec_dir: Path, produced: dict[str, str], context: LoopContext) -> None:
+    from datagen.spec import load_spec
+    from loop.evaluation import has_dev_split
+
+    refinement = spec.refinement
+    assert refinement is not None
+    if refinement.output in produced:
+        raise LoopSpecError(
+            f"refinement.output: {refinement.output!r} is also produced by data step "
+            f"{produced[refinement.output]!r}"
+        )
+    lacking = [suite for suite in refinement.critical if not has_dev_split(suite)]
+    if lacking:
+        raise LoopSpecError(f"refinement.critical: suite {lacking[0]!r} has no dev split to decide on")
+    for i, ref in enumerate(refinement.base):
+        _check_dataset(f"refinement.base.{i}", ref, produced, context)
+    for candidate in refinement.candidates:
+        where = f"refinement.candidates.{candidate.name}"
+        _check_dataset(f"{where}.dataset", candidate.dataset, produced, context)
+        if candidate.retry is not None:
+            loaded = load_spec(_resolve(spec_dir, candidate.retry.pipeline), candidate.retry.set)
+            outputs = [output.dataset for output in loaded.spec.outputs]
+            if _split_ref(candidate.retry.dataset)[0] not in outputs:
+                raise LoopSpecError(
+                    f"{where}.retry.dataset: {candidate.retry.dataset!r} is not an output of "
+                    f"{candidate.retry.pipeline} ({', '.join(outputs)})"
+                )
+    _check_train("refinement.train", refinement.train, refinement.base[0], spec)
+
+
 def _check_dataset(where: str, ref: str, produced: dict[str, str], context: LoopContext) -> None:
     """A dataset is registered, or produced by a data step (then named NAME@latest)."""
     name, version = _split_ref(ref)
@@ -173,6 +216,9 @@ def _check_train(where: str, train: dict[str, Any], dataset: str, spec: LoopSpec
 def planned_models(spec: LoopSpec) -> list[str]:
     """Every model the loop registers, by store name."""
     models = []
+    if spec.refinement is not None:
+        models.append(spec.model_name("refine-base"))
+        models += [spec.model_name(step.replace(":", "-")) for step, _ in trial_steps(spec.refinement)]
     for expert in spec.experts:
         models += [spec.model_name(f"{expert.name}-seed-{seed}") for seed in expert.seeds or []]
         if expert.preference is not None:
@@ -242,6 +288,14 @@ def _plan(
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     for data in spec.data:
         steps.append((f"data:{data.name}", lambda d=data: _run_data(d, spec_dir, context)))
+    if spec.refinement is not None:
+        steps.append(("refine:base", lambda: _refine_trial("refine:base", spec, state, context)))
+        for step, candidate in trial_steps(spec.refinement):
+            if step.endswith(":retry"):
+                data = lambda c=candidate: _refine_retry_data(c, spec, state, spec_dir, context)  # noqa: E731
+                steps.append((f"{step}:data", data))
+            steps.append((step, lambda s=step: _refine_trial(s, spec, state, context)))
+        steps.append(("refine:mix", lambda: _refine_mix(spec, state, context)))
     steps.append(("eval:start", lambda: _evaluate(spec.start, spec, context)))
     for expert in spec.experts:
         for seed in expert.seeds or []:
@@ -346,8 +400,8 @@ def _check_arbiter(arbiter: ArbiterCheck, context: LoopContext) -> dict[str, Any
 def _dataset_ref(ref: str, spec: LoopSpec, state: LoopState) -> str:
     """The exact version to train on: a data step's output as registered, else `ref` as named."""
     name, _ = _split_ref(ref)
-    for data in spec.data:
-        outputs = state.result(f"data:{data.name}")["outputs"] if state.done(f"data:{data.name}") else {}
+    for step in [f"data:{data.name}" for data in spec.data] + ["refine:mix"]:
+        outputs = state.result(step)["outputs"] if state.done(step) else {}
         if name in outputs:
             return outputs[name]
     return ref
@@ -430,6 +484,78 @@ def _train(
         "dataset": version.ref,
         "contaminated_rows": report.flagged_rows,
         "metrics": result.metrics,
+    }
+
+
+def _refine_trial(step: str, spec: LoopSpec, state: LoopState, context: LoopContext) -> dict[str, Any]:
+    """One trial of iterative supervised refinement: the mix accepted so far plus one dataset
+    (nothing, for the base), SFT from the start model, evaluated on the critical dev splits."""
+    from loop.refinement import accepted, helps, register_mix
+
+    refinement = spec.refinement
+    assert refinement is not None
+    role = step.replace(":", "-")  # refine-base, refine-NAME, refine-NAME-retry
+    if step == "refine:base":
+        before, mix = None, [_dataset_ref(ref, spec, state) for ref in refinement.base]
+    else:
+        candidate = step.split(":")[1]
+        if step.endswith(":retry"):
+            if state.result(f"refine:{candidate}")["kept"]:
+                return {"skipped": f"refine:{candidate} kept the candidate", "kept": False}
+            data = state.result(f"{step}:data")
+            added = data["outputs"][_split_ref(_candidate(spec, candidate).retry.dataset)[0]]
+        else:
+            added = _dataset_ref(_candidate(spec, candidate).dataset, spec, state)
+        done = {name: state.result(name) for name in state.steps if state.done(name)}
+        before = accepted(refinement, done)
+        mix = [*before["mix"], added]
+    model = spec.model_name(role)
+    if context.store.has(model):  # trained by a run killed before it saved the step: its own mix
+        ref = context.store.record(model)["lineage"]["datasets"][0]
+    else:
+        ref = register_mix(context.registry, f"{refinement.output}-trials", mix).ref
+    trained = _train(spec.start, ref, refinement.train, model, spec, context)
+    dev = spec.evaluation.model_copy(
+        update={"suites": refinement.critical, "limit": refinement.limit, "split": "dev"}
+    )
+    scores = context.evaluate(model, dev)
+    result = {"model": model, "mix": mix, "dataset": ref, "scores": scores, "metrics": trained.get("metrics")}
+    if before is None:
+        return result | {"kept": True}
+    gate = helps(step.split(":")[1], refinement.critical, before["scores"], scores)
+    context.log(f"{step}: {'kept' if gate.passed else 'not kept'}: {gate.detail}")
+    return result | {"kept": gate.passed, "detail": gate.detail}
+
+
+def _candidate(spec: LoopSpec, name: str) -> RefinementCandidate:
+    assert spec.refinement is not None
+    return next(c for c in spec.refinement.candidates if c.name == name)
+
+
+def _refine_retry_data(
+    candidate: str, spec: LoopSpec, state: LoopState, spec_dir: Path, context: LoopContext
+) -> dict[str, Any]:
+    """Refine a candidate that did not help (its retry pipeline, e.g. arbitrage over its prompts)."""
+    if state.result(f"refine:{candidate}")["kept"]:
+        return {"skipped": f"refine:{candidate} kept the candidate"}
+    retry = _candidate(spec, candidate).retry
+    assert retry is not None
+    return _run_pipeline(_resolve(spec_dir, retry.pipeline), list(retry.set), context)
+
+
+def _refine_mix(spec: LoopSpec, state: LoopState, context: LoopContext) -> dict[str, Any]:
+    """Register the accepted mix as the refinement's output, for the experts."""
+    from loop.refinement import accepted, register_mix
+
+    assert spec.refinement is not None
+    current = accepted(
+        spec.refinement, {name: state.result(name) for name in state.steps if state.done(name)}
+    )
+    version = register_mix(context.registry, spec.refinement.output, current["mix"])
+    return {
+        "outputs": {spec.refinement.output: version.ref},
+        "mix": current["mix"],
+        "trained": current["model"],
     }
 
 

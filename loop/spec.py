@@ -91,6 +91,45 @@ class ExpertStep(StrictModel):
     )
 
 
+class RefinementRetry(StrictModel):
+    """How a candidate that did not help is refined before its one retry: a pipeline (e.g.
+    multilingual arbitrage over the candidate's prompts) whose output takes its place."""
+
+    pipeline: str = Field(description="Pipeline spec (YAML), relative to the loop spec's folder.")
+    set: list[str] = Field(default_factory=list, description="`KEY=VALUE` overrides of the pipeline spec.")
+    dataset: str = Field(description="The pipeline's SFT output (NAME) that replaces the candidate.")
+
+
+class RefinementCandidate(StrictModel):
+    """One dataset considered for the SFT mix."""
+
+    name: str = Field(description="Candidate name, unique among the candidates.")
+    dataset: str = Field(
+        description="SFT data, `NAME@VERSION` or `NAME@latest`: registered, or a data step's output."
+    )
+    retry: RefinementRetry | None = Field(None, description="Refine and retry once when it does not help.")
+
+
+class RefinementSpec(StrictModel):
+    """Iterative supervised refinement of the SFT data mix (Command R7B Arabic report, 3.3): train
+    on the base mix plus each candidate in turn, keep a candidate only if a critical suite improves
+    on its dev split, else refine its prompts and retry once. The accepted mix is registered as
+    `output`, for the experts to train on (`output@latest`)."""
+
+    output: str = Field(description="Dataset name the accepted mix is registered as.")
+    base: list[str] = Field(
+        min_length=1, description="SFT datasets of the base mix (NAME@V or a data step's NAME@latest)."
+    )
+    candidates: list[RefinementCandidate] = Field(min_length=1, description="Datasets considered, in order.")
+    critical: list[str] = Field(
+        min_length=1, description="Suites whose primary metric decides (on their dev splits)."
+    )
+    limit: int | None = Field(None, ge=1, description="Dev items per suite (None: all).")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig fields of every trial (SFT from the start model)."
+    )
+
+
 class EvaluationSpec(StrictModel):
     """What every model of the loop is measured on (the test splits)."""
 
@@ -208,6 +247,9 @@ class LoopSpec(StrictModel):
     start: str = Field(description="The start model (stored name or HF folder).")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="The suite.")
     data: list[DataStep] = Field(default_factory=list, description="Pipelines producing the data.")
+    refinement: RefinementSpec | None = Field(
+        None, description="Choose the SFT mix by iterative supervised refinement, before the experts."
+    )
     experts: list[ExpertStep] = Field(min_length=1, description="Experts to train.")
     merge: MergeStep | None = Field(None, description="Soup the experts (needs two or more).")
     polish: PolishSpec | None = Field(None, description="Polish rounds after the merge.")
@@ -221,6 +263,7 @@ class LoopSpec(StrictModel):
             ("data step", [d.name for d in self.data]),
             ("expert", [e.name for e in self.experts]),
             ("polish round", [r.name for r in self.polish.rounds] if self.polish else []),
+            ("refinement candidate", [c.name for c in self.refinement.candidates] if self.refinement else []),
         ):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
@@ -248,6 +291,11 @@ class LoopSpec(StrictModel):
                     raise ValueError(f"{where}.method: a preference loss (dpo, ipo, slic, copg), not sft")
         for round_ in self.polish.rounds if self.polish else []:
             _check_train_fields(f"polish.rounds.{round_.name}.train", round_.train)
+        if self.refinement is not None:
+            _check_train_fields("refinement.train", self.refinement.train)
+            unknown = [s for s in self.refinement.critical if s not in self.evaluation.suites]
+            if unknown:
+                raise ValueError(f"refinement.critical: {unknown[0]!r} is not among evaluation.suites")
         if self.merge is not None:
             if len(self.experts) < 2:
                 raise ValueError("merge needs at least two experts")

@@ -315,13 +315,14 @@ def test_preference_after_sft_then_polish_rounds_each_from_the_newest_model(
     assert {g["name"] for g in state.result("gates")["gates"]} >= {"final at least start on ifeval"}
 
 
-def test_polish_rounds_are_checked_before_any_step(
+def test_polish_and_refinement_are_checked_before_any_step(
     tmp_path: Path, tiny_model: Path, registry: Registry
 ) -> None:
     spec_path = write_loop(tmp_path, tiny_model)
     home = tmp_path / "assay-home"
     ctx = context(registry, ModelStore(home / "models"), home)
     round_ = "{name: bon, pipeline: pipeline.yaml, model_key: stages.1.engine.model"
+    refine = "output: mix, base: [tiny-sft@latest], candidates: [{name: c, dataset: tiny-sft@latest}]"
     cases = [
         (f"polish={{rounds: [{round_}, dataset: not-an-output}}]}}", "not an output of pipeline.yaml"),
         (
@@ -330,6 +331,13 @@ def test_polish_rounds_are_checked_before_any_step(
         ),
         ("polish={rounds: [{name: r, dataset: missing@1}]}", "polish.rounds.r.dataset"),
         ("experts.0.preference={dataset: tiny-sft@latest, train: {method: sft}}", "a preference loss"),
+        (f"refinement={{{refine}, critical: [xstest]}}", "suite 'xstest' has no dev split"),
+        (f"refinement={{{refine}, critical: [mgsm]}}", "'mgsm' is not among evaluation.suites"),
+        (
+            f"refinement={{{refine}, critical: [ifeval], candidates: [{{name: c, dataset: tiny-sft@latest,"
+            " retry: {pipeline: pipeline.yaml, dataset: nope}}]}",
+            r"refinement.candidates.c.retry.dataset: 'nope' is not an output",
+        ),
     ]
     for override, message in cases:
         with pytest.raises(LoopSpecError, match=message):
@@ -337,3 +345,77 @@ def test_polish_rounds_are_checked_before_any_step(
             check_loop(spec, tmp_path, ctx)
     with pytest.raises(LoopSpecError, match="repeat > 1 needs a pipeline"):
         load_loop_spec(spec_path, ["polish={rounds: [{name: r, dataset: d@1, repeat: 2}]}"])
+
+
+def register_sft(registry: Registry, name: str, reply: str) -> str:
+    import pyarrow as pa
+
+    from datasets_registry.kinds import MESSAGES_TYPE
+
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()[:4]]
+    messages = [
+        [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": reply}] for r in rows
+    ]
+    return registry.write(name, pa.table({"messages": pa.array(messages, MESSAGES_TYPE)}), kind="sft").ref
+
+
+def test_refinement_keeps_a_candidate_only_when_a_critical_dev_metric_improves(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None, shared_data: Path
+) -> None:
+    base, good, weak = (
+        register_sft(registry, n, f"A {n} reply.") for n in ("base-mix", "good-data", "weak-data")
+    )
+    spec_path = write_loop(tmp_path, tiny_model)
+    tiny = "{max_steps: 1, max_length: 256, micro_batch_size: 2, torch_threads: 1}"
+    spec, raw = load_loop_spec(
+        spec_path,
+        [
+            "data=[]",
+            "merge=null",
+            "evaluation={suites: [ifeval], limit: 1, max_tokens: 4}",
+            f"experts=[{{name: a, domain: ifeval, dataset: refined-mix@latest, train: {tiny}}}]",
+            f"refinement={{output: refined-mix, base: ['{base}'], critical: [ifeval], limit: 1,"
+            f" train: {tiny},"
+            f" candidates: [{{name: good, dataset: '{good}'}},"
+            f" {{name: weak, dataset: '{weak}', retry: {{pipeline: pipeline.yaml, dataset: tiny-sft}}}}]}}",
+        ],
+    )
+    splits: dict[str, str] = {}
+
+    def scripted(model: str, evaluation: EvaluationSpec) -> dict:
+        """The real dev evaluation, its score replaced by a script: only `good` helps."""
+        splits[model] = evaluation.split
+        summary = evaluate_summary(model, evaluation)
+        better = model == "tiny-loop-refine-good"
+        summary["ifeval"]["prompt_strict"] |= {"value": 0.9 if better else 0.1, "stderr": 0.05}
+        return summary
+
+    home = tmp_path / "assay-home"
+    store = ModelStore(home / "models")
+    ctx = context(registry, store, home, scripted)
+    check_loop(spec, tmp_path, ctx)
+    state = run_loop(spec, LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path)), ctx)
+    assert list(state.steps)[:6] == [
+        "refine:base", "refine:good", "refine:weak",
+        "refine:weak:retry:data", "refine:weak:retry", "refine:mix",
+    ]  # fmt: skip
+    assert state.result("refine:good")["kept"] is True
+    assert (
+        state.result("refine:weak")["kept"] is False
+        and "needs > +0.071" in state.result("refine:weak")["detail"]
+    )
+    retried = state.result("refine:weak:retry")
+    refined = state.result("refine:weak:retry:data")["outputs"]["tiny-sft"]
+    assert (
+        retried["mix"] == [base, good, refined] and retried["kept"] is False
+    )  # the refined data, after good
+    mix = state.result("refine:mix")["outputs"]["refined-mix"]
+    assert registry.open(mix).info.lineage.sources == [base, good]
+    assert registry.open(mix).num_rows == 8
+    assert store.record("tiny-loop-a")["lineage"]["datasets"] == [
+        mix
+    ]  # the expert trains on the accepted mix
+    assert {m: s for m, s in splits.items() if "refine" in m} == {
+        f"tiny-loop-refine-{r}": "dev" for r in ("base", "good", "weak", "weak-retry")
+    }  # decisions read the dev split; the report reads test
+    assert splits[str(tiny_model)] == splits["tiny-loop-a"] == "test"

@@ -117,3 +117,52 @@ def test_leave_one_out_merges_only_where_the_rest_is_a_soup(tmp_path: Path, expe
         assert without == []
     else:
         assert without == [f"{kind}:without-{n}" for n in "abc" for kind in ("merge", "eval")]
+
+
+def test_merge_search_takes_a_humaneval_expert_and_not_one_without_a_dev_split(
+    tmp_path: Path, tiny_model: Path, shared_data: Path
+) -> None:
+    """HumanEval has a dev split (MBPP's validation problems), so its expert takes part in the
+    weight search; MGSM has none yet, so an MGSM expert is still refused before any step."""
+    import pyarrow as pa
+
+    from datasets_registry import Registry
+    from datasets_registry.kinds import MESSAGES_TYPE
+    from loop.runner import LoopContext, check_loop
+    from model_store import ModelStore
+
+    registry = Registry(tmp_path / "registry")
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    registry.write(
+        "sft-data", pa.table({"messages": pa.array([turn], MESSAGES_TYPE), "id": ["a"]}), kind="sft"
+    )
+    context = LoopContext(
+        registry=registry, store=ModelStore(tmp_path / "models"), home=tmp_path / "home",
+        evaluate=lambda model, evaluation: {}, log=lambda _: None,
+    )  # fmt: skip
+
+    def spec(code_domain: str):  # noqa: ANN202
+        experts = [
+            {"name": "if", "domain": "ifeval", "dataset": "sft-data@1"},
+            {"name": "code", "domain": code_domain, "dataset": "sft-data@1"},
+        ]
+        evaluation = {"suites": ["ifeval", "humaneval", "mgsm"]}
+        path = write_spec(tmp_path, start=str(tiny_model), evaluation=evaluation, experts=experts,
+                          merge={"search": {"rounds": 1}})  # fmt: skip
+        return load_loop_spec(path)[0]
+
+    check_loop(spec("humaneval"), tmp_path, context)  # refused with "has no dev split" before
+    with pytest.raises(LoopSpecError, match="suite 'mgsm' .* no dev split"):
+        check_loop(spec("mgsm"), tmp_path, context)
+
+
+def test_the_spec_in_the_docs_is_a_valid_loop_spec() -> None:
+    import re
+
+    from loop.spec import LoopSpec
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "loop.md").read_text()
+    block = re.search(r"## The spec\n\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None, "docs/loop.md lost its spec block"
+    spec = LoopSpec.model_validate(yaml.safe_load(block.group(1)))
+    assert spec.refinement and spec.polish and spec.merge and spec.experts[0].preference
