@@ -262,22 +262,45 @@ def run_loop(spec: LoopSpec, state: LoopState, context: LoopContext) -> LoopStat
         LoopStepError: a step failed (recorded in the state).
     """
     for step, run in _plan(spec, state, context):
-        if state.done(step):
-            continue
-        context.log(f"step {step}")
-        started = time.monotonic()
-        try:
-            result = run()
-        except Exception as err:
-            error = f"{type(err).__name__}: {err}"
-            state.steps[step] = StepRecord("failed", error=error, wall_s=_since(started))
-            save_state(context.home, state)
-            raise LoopStepError(f"loop {spec.name}: step {step} failed: {err}") from err
-        state.steps[step] = StepRecord(
-            "done", result, wall_s=_since(started), finished_at=datetime.now(UTC).isoformat()
-        )
-        save_state(context.home, state)
+        if not state.done(step):
+            _run_step(spec, state, context, step, run)
     return state
+
+
+def run_step(spec: LoopSpec, state: LoopState, context: LoopContext, step: str) -> dict[str, Any]:
+    """Run one step (as a job of the job system does), saving the state; its result.
+
+    Raises:
+        LoopStepError: a step before it is not done, or the step failed (recorded in the state).
+    """
+    plan = _plan(spec, state, context)
+    names = [name for name, _ in plan]
+    if step not in names:
+        raise LoopStepError(f"loop {spec.name} has no step {step!r}")
+    waiting = [name for name in names[: names.index(step)] if not state.done(name)]
+    if waiting:
+        raise LoopStepError(f"loop {spec.name}: step {step} needs {waiting[0]} done first")
+    if not state.done(step):
+        _run_step(spec, state, context, step, dict(plan)[step])
+    return state.result(step)
+
+
+def _run_step(
+    spec: LoopSpec, state: LoopState, context: LoopContext, step: str, run: Callable[[], dict[str, Any]]
+) -> None:
+    context.log(f"step {step}")
+    started = time.monotonic()
+    try:
+        result = run()
+    except Exception as err:
+        error = f"{type(err).__name__}: {err}"
+        state.steps[step] = StepRecord("failed", error=error, wall_s=_since(started))
+        save_state(context.home, state)
+        raise LoopStepError(f"loop {spec.name}: step {step} failed: {err}") from err
+    state.steps[step] = StepRecord(
+        "done", result, wall_s=_since(started), finished_at=datetime.now(UTC).isoformat()
+    )
+    save_state(context.home, state)
 
 
 def _plan(

@@ -37,7 +37,7 @@ def _registry_root() -> str:
     return root if "://" in root else os.path.abspath(root)
 
 
-def _store() -> JobStore:
+def open_job_store() -> JobStore:
     from datagen.jobs.store import JobStore, store_path
 
     return JobStore(store_path(_registry_root()))
@@ -93,7 +93,7 @@ def _submit(
         check_fits(request, machine)
     elif after is not None or every_s is not None:
         raise AssayError("--after and schedule run through `assay jobs worker`; not with --address")
-    store = _store()
+    store = open_job_store()
     job = store.submit(
         name=name or loaded.spec.name, spec_path=str(spec.resolve()), spec_text=text, overrides=set_ or [],
         priority=priority, resources=request, after=after, max_attempts=max_attempts, every_s=every_s,
@@ -160,7 +160,7 @@ def list_jobs(
         states = [JobState(s) for s in state or []]
     except ValueError as err:
         raise AssayError(f"--state: {err}; states: {', '.join(s.value for s in JobState)}") from err
-    store = _store()
+    store = open_job_store()
     jobs = _refreshed(store, store.list(states, limit=limit or None))
     counts = store.counts()
     if as_json:
@@ -206,7 +206,7 @@ def _again_on_cluster(job_id: str, *, bounded: bool) -> bool:
     local job."""
     from datagen.jobs.store import JobState
 
-    store = _store()
+    store = open_job_store()
     job = store.get(job_id)
     if not job.ray_submission_id or job.address is None:
         return False
@@ -221,7 +221,7 @@ def _again_on_cluster(job_id: str, *, bounded: bool) -> bool:
 def _requeue(job_id: str, *, bounded: bool) -> JobRecord:
     """Queue a local job again; one the store shows running whose process is gone (its
     `--in-process` worker was killed, the machine restarted) is recorded failed first."""
-    store = _store()
+    store = open_job_store()
     if store.get(job_id).state in ("running", "cancelling"):
         from datagen.jobs.worker import recover_lost
 
@@ -235,7 +235,7 @@ def show(job_id: JobId, as_json: JsonOption = False) -> None:
     """Everything the store records about a job."""
     import yaml
 
-    job = _store().get(job_id)
+    job = open_job_store().get(job_id)
     if as_json:
         emit_json(job)
         return
@@ -263,7 +263,7 @@ def logs(
     """Print a job's log (its process's output)."""
     from datagen.jobs.store import FINAL_STATES
 
-    store = _store()
+    store = open_job_store()
     job = store.get(job_id)
     if job.ray_submission_id:
         from datagen.jobs.ray_submit import print_logs
@@ -296,7 +296,7 @@ def logs(
 def cancel(job_id: JobId) -> None:
     """Cancel a queued job now, or a running one (its worker stops its processes; on a Ray
     cluster, Ray's `stop_job`)."""
-    store = _store()
+    store = open_job_store()
     job = store.get(job_id)
     if job.ray_submission_id and job.state not in ("succeeded", "failed", "cancelled"):
         from datagen.jobs.ray_submit import cancel_on_cluster
@@ -329,10 +329,12 @@ def resume(job_id: JobId) -> None:
 @app.command("retry-failed")
 def retry_failed(job_id: JobId, priority: PriorityOpt = 0) -> None:
     """Re-run a job's dead-letter rows from the stage they failed in; append those that finish."""
-    store = _store()
+    store = open_job_store()
     parent = store.get(job_id)
     if parent.kind == "retry" and parent.parent:
         raise AssayError(f"{job_id} is itself a retry of {parent.parent}; retry-failed that job's id")
+    if parent.kind != "pipeline":
+        raise AssayError(f"{job_id} is a {parent.kind} job: it has no dead letters; `assay jobs retry` it")
     job = store.submit(
         name=f"{parent.name}-retry", spec_path=parent.spec_path, spec_text=parent.spec_text,
         overrides=parent.overrides, priority=priority, resources=parent.resources, kind="retry",
@@ -365,7 +367,7 @@ def worker(
         gpus if gpus is not None else machine.gpus,
         memory_gb if memory_gb is not None else machine.memory_gb,
     )
-    store = _store()
+    store = open_job_store()
     console.print(f"worker on {store.path}: {capacity.describe()}")
     ran = Worker(store, _registry_root(), capacity, in_process=in_process, poll_s=poll,
                  log=console.print).run(until_idle=until_idle, max_jobs=max_jobs)  # fmt: skip

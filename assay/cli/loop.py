@@ -39,41 +39,82 @@ def _run(spec: LoopSpec, state: LoopState, context: LoopContext) -> None:
     _print_state(spec, state)
 
 
-@app.command("run")
-def run(
-    spec_path: Annotated[Path, typer.Argument(help="Loop spec (YAML).")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Check the whole spec and list the steps; run nothing.")
-    ] = False,
-) -> None:
-    """Check the whole spec, then run every step; a failed step can be resumed."""
+SpecArg = Annotated[Path, typer.Argument(help="Loop spec (YAML).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")]
+PriorityOpt = Annotated[int, typer.Option(help="Priority of the step jobs (higher runs first).")]
+
+
+def _new_loop(spec_path: Path, set_: list[str] | None, context: LoopContext) -> tuple[LoopSpec, LoopState]:
+    """Read and check a new loop's spec; its state, not yet saved."""
     from loop.runner import check_loop
     from loop.spec import LoopSpecError, load_loop_spec
-    from loop.state import LoopState, save_state, state_path
+    from loop.state import LoopState, state_path
 
     spec, raw = load_loop_spec(spec_path, set_ or [])
-    context = _context()
     if state_path(context.home, spec.name).exists():
         raise LoopSpecError(
             f"loop {spec.name!r} already exists: `assay loop resume {spec.name}` continues it"
         )
     spec_dir = spec_path.resolve().parent
     check_loop(spec, spec_dir, context)
+    return spec, LoopState(name=spec.name, spec=raw, spec_dir=str(spec_dir))
+
+
+@app.command("run")
+def run(
+    spec_path: SpecArg,
+    set_: SetOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the whole spec and list the steps; run nothing.")
+    ] = False,
+) -> None:
+    """Check the whole spec, then run every step; a failed step can be resumed."""
+    from loop.state import save_state
+
+    context = _context()
+    spec, state = _new_loop(spec_path, set_, context)
     if dry_run:
         from loop.runner import step_names
 
         console.print(f"loop {spec.name}: the spec checks out; steps: {', '.join(step_names(spec))}")
         return
-    state = LoopState(name=spec.name, spec=raw, spec_dir=str(spec_dir))
     save_state(context.home, state)
     _run(spec, state, context)
 
 
+@app.command("submit")
+def submit(spec_path: SpecArg, set_: SetOpt = None, priority: PriorityOpt = 0) -> None:
+    """Check the whole spec, then queue every step as a job (each after the one before) for
+    `assay jobs worker`."""
+    from loop.runner import step_names
+    from loop.state import save_state
+
+    context = _context()
+    spec, state = _new_loop(spec_path, set_, context)
+    save_state(context.home, state)
+    _submit(spec, str(spec_path.resolve()), step_names(spec), priority)
+
+
+def _submit(spec: LoopSpec, spec_path: str, steps: list[str], priority: int) -> None:
+    from assay.cli.jobs import open_job_store
+    from loop.job import submit_steps
+
+    if not steps:
+        console.print(f"loop {spec.name}: every step is done")
+        return
+    jobs = submit_steps(open_job_store(), spec_path, spec.name, steps, priority=priority)
+    console.print(f"loop {spec.name}: queued {len(jobs)} step jobs, {jobs[0].id} ... {jobs[-1].id}; "
+                  "run them with `assay jobs worker`", highlight=False, soft_wrap=True)  # fmt: skip
+
+
 @app.command("resume")
-def resume(name: Annotated[str, typer.Argument(help="Loop name.")]) -> None:
+def resume(
+    name: Annotated[str, typer.Argument(help="Loop name.")],
+    jobs: Annotated[bool, typer.Option("--jobs", help="Queue the steps not done as jobs instead.")] = False,
+    priority: PriorityOpt = 0,
+) -> None:
     """Continue a loop from its first step not done (its frozen spec, not the file's)."""
-    from loop.runner import check_loop
+    from loop.runner import check_loop, step_names
     from loop.spec import LoopSpec
     from loop.state import load_state
 
@@ -81,6 +122,9 @@ def resume(name: Annotated[str, typer.Argument(help="Loop name.")]) -> None:
     state = load_state(context.home, name)
     spec = LoopSpec.model_validate(state.spec)
     check_loop(spec, Path(state.spec_dir), context, resuming=True)
+    if jobs:
+        _submit(spec, state.spec_dir, [step for step in step_names(spec) if not state.done(step)], priority)
+        return
     _run(spec, state, context)
 
 

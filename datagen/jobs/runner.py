@@ -55,7 +55,7 @@ def load_frozen_spec(job: JobRecord, spec_dir: Path | None = None) -> LoadedSpec
     return LoadedSpec(spec=spec, path=path, raw=raw)
 
 
-class _Heartbeat(threading.Thread):
+class Heartbeat(threading.Thread):
     """Updates the job's heartbeat, so a scheduler can tell a live job from a lost one."""
 
     def __init__(self, store: JobStore, job_id: str) -> None:
@@ -88,7 +88,7 @@ def run_stored_job(
 
     job = store.get(job_id)
     store.update(job_id, pid=os.getpid(), heartbeat_at=time.time(), progress={"phase": "preparing"})
-    heartbeat = _Heartbeat(store, job_id)
+    heartbeat = Heartbeat(store, job_id)
     heartbeat.start()
     kill_after = int(os.environ.get(KILL_AFTER_OUTPUTS_ENV, "0") or 0)
     registered: list[str] = []

@@ -8,6 +8,7 @@ every completion it had finished. A job being cancelled has its process tree kil
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import shutil
@@ -23,6 +24,10 @@ from assay.errors import AssayError
 from datagen.jobs.store import FINAL_STATES, JobRecord, JobState, JobStore, Resources
 
 KILL_GRACE_S = 5.0
+# The module each kind of job runs in (`python -m MODULE JOB --store DB --registry ROOT`); each
+# has `run_stored_job(store, job_id, registry_root)`. A kind's module may live in a package above
+# this one (a loop's steps): it is named here, never imported at module level.
+RUNNER_MODULES = {"pipeline": "datagen.jobs.runner", "retry": "datagen.jobs.runner", "loop-step": "loop.job"}
 
 
 def machine_resources() -> Resources:
@@ -144,17 +149,16 @@ class Worker:
 
     def _start(self, job: JobRecord) -> None:
         self.log(f"starting {job.id} (priority {job.priority}, attempt {job.attempts})")
+        module = RUNNER_MODULES[job.kind]
         if self.in_process:
-            from datagen.jobs.runner import run_stored_job
-
-            state = run_stored_job(self.store, job.id, self.registry_root)
+            state = importlib.import_module(module).run_stored_job(self.store, job.id, self.registry_root)
             self.log(f"{job.id}: {state}")
             return
         assert job.log_path is not None
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(job.log_path, "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "datagen.jobs.runner", job.id, "--store", str(self.store.path),
+                [sys.executable, "-m", module, job.id, "--store", str(self.store.path),
                  "--registry", self.registry_root],
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
