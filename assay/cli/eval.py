@@ -139,11 +139,14 @@ def eval_model(
         (run.result.suite, *_metric_cells(metric.as_dict())) for run in runs for metric in run.result.metrics
     ]
     emit_table(f"evaluation of {model}", ["suite", "metric", "value ± stderr", "n"], rows)
+    _storage_note(model, f"{len(runs)} runs" if stored else None)
+
+
+def _storage_note(model: str, stored: str | None) -> None:
+    """Say on stderr where the results went: `stored` (what was stored) with the model, or nowhere."""
     if stored:
         err_console.print(
-            f"stored {len(runs)} runs with {model}: see `assay models show {model}`",
-            highlight=False,
-            soft_wrap=True,
+            f"stored {stored} with {model}: see `assay models show {model}`", highlight=False, soft_wrap=True
         )
     else:
         err_console.print(
@@ -176,6 +179,83 @@ def _run_json(run: "SuiteRun") -> dict[str, Any]:
         "settings": result.settings,
         "generation": run.generation,
     }
+
+
+@app.command("winrate")
+def eval_winrate(
+    model: Annotated[str, typer.Argument(help="The model under evaluation: a stored name or an HF folder.")],
+    reference: Annotated[str, typer.Option(help="The model it is compared with (stored name or HF folder).")],
+    reward_model: Annotated[str, typer.Option(help="The reward model that scores both replies.")],
+    prompts: Annotated[
+        str | None,
+        typer.Option(help="Held-out prompts: a dataset `NAME@VERSION` with a prompt or messages column."),
+    ] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="Held-out prompts of a suite: ifeval (the default: its test split).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Reply length limit of both models (default 512).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Engine: hf or vllm.")] = "hf",
+    batch_size: Annotated[int | None, typer.Option(help="Conversations per engine call.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the LLM-call cache.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Win rate of MODEL over a reference model by a reward model, raw and length-controlled, on
+    held-out prompts; a stored MODEL keeps it as the suite `winrate-vs-REF` (`models show`)."""
+    from assay.cli.common import open_model_store, open_registry
+    from assay.cli.output import emit_json, emit_table
+    from datagen.job import cache_uri
+    from evals.base import EvalError
+    from evals.winrate_run import check_models, dataset_prompts, ifeval_prompts, run_win_rate
+
+    if prompts is not None and suite is not None:
+        raise EvalError("give --prompts or --suite, not both")
+    if suite not in (None, "ifeval"):
+        raise EvalError(f"--suite for a win rate must be ifeval (its held-out prompts), got {suite!r}")
+    if limit is not None and limit < 1:
+        raise EvalError(f"--limit must be at least 1, got {limit}")
+    store, registry = open_model_store(), open_registry()
+    check_models(model, reference, reward_model, store)  # before the prompts or a model load
+    chosen = dataset_prompts(registry.open(prompts), limit) if prompts else ifeval_prompts(limit)
+    with progress_display(err_console) as progress:  # stdout keeps only the results
+        tasks: dict[str, int] = {}
+
+        def advance(ref: str, done: int, total: int) -> None:
+            if ref not in tasks:
+                tasks[ref] = progress.add_task(f"generating {ref}", unit="prompts")
+            progress.set_total(tasks[ref], total)
+            progress.advance(tasks[ref], done - progress.tasks[tasks[ref]].done)
+
+        done = run_win_rate(
+            model, reference, reward_model, chosen, backend=backend, max_tokens=max_tokens,
+            batch_size=batch_size, limit=limit, store=store,
+            cache_uri="" if no_cache else cache_uri(registry), progress=advance,
+        )  # fmt: skip
+    report, run = done.report, done.run
+    stored = run.stored is not None
+    if json_out:
+        emit_json(
+            {k: None if isinstance(v, float) and v != v else v for k, v in report.as_dict().items()}
+            | {"model": model, "reference": reference, "reward_model": reward_model, "prompts": chosen.source,
+               "suite": run.result.suite, "stored": stored, "run_id": run.stored.id if run.stored else None}
+        )  # fmt: skip
+        return
+    rows = [_metric_cells(metric.as_dict()) for metric in report.metrics()]
+    rows += [
+        ("wins / ties / losses", f"{report.wins} / {report.ties} / {report.losses}", report.n),
+        (f"mean length ({report.length_unit}) of {model} / {reference}",
+         f"{report.mean_length_a:.1f} / {report.mean_length_b:.1f}", report.n),
+    ]  # fmt: skip
+    if report.failed:
+        rows.append(("prompts left out (generation failed)", str(report.failed), report.n + report.failed))
+    emit_table(
+        f"win rate of {model} over {reference} by {reward_model} on {chosen.source}",
+        ["metric", "value ± stderr", "n"],
+        rows,
+    )
+    _storage_note(model, f"the win rate as suite {run.result.suite}" if stored else None)
 
 
 @app.command("compare")
