@@ -3,6 +3,10 @@
 Steps, in order (each a key of the saved state):
 
 - `data:NAME`: run the pipeline, register its outputs; result: {dataset: ref} and the job id;
+- with `refinement`: `refine:base` (SFT on the base mix, measured on the critical dev splits),
+  `refine:NAME` per candidate (kept if a critical dev metric improves), `refine:NAME:retry:data`
+  and `refine:NAME:retry` (a candidate not kept, refined by its pipeline and tried once more),
+  `refine:mix` (the accepted mix, registered for the experts);
 - `eval:start`: the start model on the suite;
 - `expert:NAME`: refuse a contaminated dataset, train, register `<loop>-NAME`; with `seeds`,
   `expert:NAME:seed-S` trains one run per seed and `expert:NAME` averages them (a seed merge);
@@ -17,8 +21,8 @@ Steps, in order (each a key of the saved state):
 - `gates`: every gate, reported; with `enforce`, a failed gate fails the step.
 
 The final model is the interpolated one, else the last polished one, else the soup, else the
-only expert. A failed step leaves every finished one
-recorded (and its artifacts registered); `resume` runs the failed step again.
+only expert. A failed step leaves every finished one recorded (and its artifacts registered);
+`resume` runs the failed step again. `run_step` runs one step alone, as a step job does.
 """
 
 from __future__ import annotations

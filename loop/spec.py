@@ -293,6 +293,9 @@ class LoopSpec(StrictModel):
             _check_train_fields(f"polish.rounds.{round_.name}.train", round_.train)
         if self.refinement is not None:
             _check_train_fields("refinement.train", self.refinement.train)
+            reserved = [c.name for c in self.refinement.candidates if c.name in ("base", "mix")]
+            if reserved:
+                raise ValueError(f"refinement.candidates: {reserved[0]!r} names a step of its own; rename it")
             unknown = [s for s in self.refinement.critical if s not in self.evaluation.suites]
             if unknown:
                 raise ValueError(f"refinement.critical: {unknown[0]!r} is not among evaluation.suites")
