@@ -5,14 +5,20 @@ through one loader that returns typed items with stable ids. Splits are fixed an
 this package (`splits/`), never drawn at run time, so every run measures the same items.
 
 - `ifeval`: the held-out 40 % of m-IFEval (en, es, fr, ja; `splits/m_ifeval_heldout.json`);
-  the other 60 % may be generated from.
-- `humaneval`: all 164 HumanEval problems.
+  the other 60 % may be generated from, less the dev split (`splits/m_ifeval_dev.json`).
+- `humaneval`: all 164 HumanEval problems; its dev split is 87 of MBPP's validation problems
+  (task ids 511-600) posed as HumanEval problems (`humaneval_dev`, `splits/humaneval_dev.json`).
 - `mgsm`: the 250 MGSM problems in each of its 11 languages.
 - `xstest`: XSTest's 250 safe and 200 unsafe prompts.
 - `leval`: LEval's questions (decontamination only; no suite scores them yet).
 
+Dev splits (`load_ifeval(split="dev")`, `load_humaneval(split="dev")`) are for choices such as
+the loop's merge weights; the test splits only report. Both kinds are in the decontamination
+texts.
+
 `identity(name)` names the exact bytes a set was read from (files and split, sha256), so a
-result can record which version of a set it measured.
+result can record which version of a set it measured; `identity(name, split="dev")` names a
+dev split (`NAME:dev#sha256=...`).
 """
 
 from eval_sets.loaders import (

@@ -490,10 +490,16 @@ class ContaminationReport:
 
 
 def set_identities(names: Iterable[str], data_dir: Path | None = None) -> dict[str, str]:
-    """Each set's `identity` (which bytes were checked against)."""
-    from eval_sets.loaders import identity
+    """Each set's `identity` (which bytes were checked against); a set with a dev split (its items
+    are in the index too) also as `NAME:dev`."""
+    from eval_sets.loaders import DEV_SPLITS, identity
 
-    return {name: identity(name, data_dir=data_dir) for name in names}
+    identities = {}
+    for name in names:
+        identities[name] = identity(name, data_dir=data_dir)
+        if name in DEV_SPLITS:
+            identities[f"{name}:dev"] = identity(name, split="dev", data_dir=data_dir)
+    return identities
 
 
 def check_dataset(

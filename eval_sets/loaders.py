@@ -18,6 +18,7 @@ SPLITS = Path(__file__).resolve().parent / "splits"
 IFEVAL_HELDOUT = SPLITS / "m_ifeval_heldout.json"
 IFEVAL_DEV = SPLITS / "m_ifeval_dev.json"
 SPLIT_NAMES = ("test", "dev")
+DEV_SPLITS = ("ifeval", "humaneval")  # the sets with a dev split, for choices such as merge weights
 
 IFEVAL_LANGUAGES = ("en", "es", "fr", "ja")
 MGSM_LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
@@ -145,8 +146,16 @@ def load_ifeval(
     return items
 
 
-def load_humaneval(*, data_dir: Path | None = None) -> list[HumanEvalItem]:
-    """All 164 HumanEval problems, in the published order."""
+def load_humaneval(*, split: str = "test", data_dir: Path | None = None) -> list[HumanEvalItem]:
+    """HumanEval problems of a fixed split: `test`, all 164 in the published order, or `dev`, MBPP's
+    validation problems posed as HumanEval problems, ids `MBPP/<task id>` (87; for choices such
+    as merge weights; eval_sets.humaneval_dev)."""
+    if split not in SPLIT_NAMES:
+        raise EvalDataError(f"no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+    if split == "dev":
+        from eval_sets.humaneval_dev import load_humaneval_dev  # it builds on this module
+
+        return load_humaneval_dev(data_dir=data_dir)
     path = _path(EVAL_SETS["humaneval"][0], data_dir)
     return [
         HumanEvalItem(
@@ -201,30 +210,47 @@ def load_leval_questions(*, data_dir: Path | None = None) -> list[tuple[str, str
 def texts_for_decontamination(*, data_dir: Path | None = None) -> dict[str, list[tuple[str, str]]]:
     """Every evaluation set's texts a training row must not contain: set name → [(id, text)].
 
-    HumanEval contributes prompt and canonical solution, MGSM every language's questions,
-    m-IFEval its test and dev prompts (the rest may be trained on; training on the dev split
-    would bias the merge weights chosen on it).
+    HumanEval contributes prompt and canonical solution of its test and dev problems (the dev
+    ones are MBPP's validation problems), MGSM every language's questions, m-IFEval its test and
+    dev prompts (the rest may be trained on; training on a dev split would bias the merge
+    weights chosen on it).
     """
     ifeval = [*load_ifeval(data_dir=data_dir), *load_ifeval(split="dev", data_dir=data_dir)]
+    humaneval = [*load_humaneval(data_dir=data_dir), *load_humaneval(split="dev", data_dir=data_dir)]
     return {
         "ifeval": [(item.id, item.prompt) for item in ifeval],
-        "humaneval": [
-            (item.id, item.prompt + item.canonical_solution) for item in load_humaneval(data_dir=data_dir)
-        ],
+        "humaneval": [(item.id, item.prompt + item.canonical_solution) for item in humaneval],
         "mgsm": [(item.id, item.question) for item in load_mgsm(data_dir=data_dir)],
         "xstest": [(item.id, item.prompt) for item in load_xstest(data_dir=data_dir)],
         "leval": load_leval_questions(data_dir=data_dir),
     }
 
 
-def identity(name: str, *, data_dir: Path | None = None) -> str:
-    """`NAME#sha256=...` over the set's files (and split): equal only for the same items."""
+def identity(name: str, *, split: str = "test", data_dir: Path | None = None) -> str:
+    """Which items a result measured: equal only for the same items.
+
+    `test`: `NAME#sha256=...` over the set's files (and, for ifeval, both split files), as every
+    stored result before dev splits records it. `dev`, for the sets in `DEV_SPLITS`:
+    `NAME:dev#sha256=...`, over ifeval's files and its dev split file, or over humaneval's dev
+    split file and converted problems (eval_sets.humaneval_dev.dev_digest).
+
+    Raises:
+        EvalDataError: an unknown set or split, a set without a dev split, a missing file.
+    """
     if name not in EVAL_SETS:
         raise EvalDataError(f"no evaluation set {name!r}; there are {', '.join(EVAL_SETS)}")
+    if split not in SPLIT_NAMES:
+        raise EvalDataError(f"no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+    if split == "dev" and name not in DEV_SPLITS:
+        raise EvalDataError(f"evaluation set {name!r} has no dev split; {', '.join(DEV_SPLITS)} have one")
+    if split == "dev" and name == "humaneval":
+        from eval_sets.humaneval_dev import dev_digest
+
+        return f"{name}:dev#sha256={dev_digest(data_dir=data_dir)[:16]}"
     digest = hashlib.sha256()
     paths = [_path(relative, data_dir) for relative in EVAL_SETS[name]]
     if name == "ifeval":
-        paths += [IFEVAL_HELDOUT, IFEVAL_DEV]
+        paths += [IFEVAL_DEV] if split == "dev" else [IFEVAL_HELDOUT, IFEVAL_DEV]
     for path in paths:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return f"{name}#sha256={digest.hexdigest()[:16]}"
+    return f"{name}{':dev' if split == 'dev' else ''}#sha256={digest.hexdigest()[:16]}"

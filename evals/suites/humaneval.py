@@ -1,11 +1,14 @@
 """HumanEval (Chen et al. 2021, arXiv 2107.03374): does the model's function pass the problem's tests?
 
-Each of the 164 problems is a Python function signature with its docstring. The model gets one
-chat message asking for the function; its reply's fenced Python block (or the raw reply when it
-has none) becomes the program, built as HumanEval builds it: the prompt followed by the
-completion when the reply is the function's body, or the prompt's imports and helpers followed
-by the reply when it restates the whole function. The program runs in the sandbox against the
-problem's `check(entry_point)` (one program per sample, a wall-clock limit per program).
+Each of the 164 problems is a Python function signature with its docstring. The `dev` split
+(`split="dev"`, for choices such as the loop's merge weights; the test split only reports) is
+87 of MBPP's 90 validation problems posed the same way (eval_sets.humaneval_dev). The model
+gets one chat message asking for the function; its reply's fenced Python block (or the raw
+reply when it has none) becomes the program, built as HumanEval builds it: the prompt
+followed by the completion when the reply is the function's body, or the prompt's imports and
+helpers followed by the reply when it restates the whole function. The program runs in the
+sandbox against the problem's `check(entry_point)` (one program per sample, a wall-clock limit
+per program).
 
 Metrics: `pass@1`, greedy (temperature 0, one sample), and with `samples` > 0, `pass@K_sampled`
 for each K in `k`, from `samples` replies per problem at `temperature`, by the unbiased
@@ -19,6 +22,7 @@ import math
 import re
 import textwrap
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from assay.config import StrictModel
 from eval_sets import HumanEvalItem, identity, load_humaneval
+from eval_sets.loaders import SPLIT_NAMES
 from evals.base import EvalError, Generator, SuiteResult, mean_with_stderr
 from sandbox import Limits, Sandbox
 from sandbox.config import SandboxConfig
@@ -94,10 +99,18 @@ def extract_program_text(reply: str) -> str:
     return reply
 
 
+def _parse(code: str) -> ast.Module:
+    """The code's tree, without warnings about its own strings (a regex's `\\.` in a plain one)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ast.parse(code)
+
+
 def _defines(code: str, name: str) -> bool:
     """Whether `code` defines the function `name` at its top level."""
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except SyntaxError:
         return re.search(rf"^(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
     return any(
@@ -125,7 +138,7 @@ def drop_top_level_scripts(code: str) -> str:
     then reports the syntax error).
     """
     try:
-        tree = ast.parse(code)
+        tree = _parse(code)
     except SyntaxError:
         return code
     lines = code.splitlines(keepends=True)
@@ -181,11 +194,13 @@ class HumanEvalSuite:
         k: The k of each pass@k (default [1, 10]; each at most `samples`).
         temperature: Sampling temperature of the pass@k replies (default 0.8).
         timeout_s: Wall-clock seconds per program in the sandbox (default 20).
+        split: `test` (the 164 HumanEval problems) or `dev` (87 MBPP validation problems, for
+            choices such as merge weights; eval_sets/splits/humaneval_dev.json).
         settings: All of the above and the sandbox's configuration at once.
         sandbox: A sandbox to run the programs in (left open); None opens one per run.
 
     Raises:
-        EvalError: An invalid option (k above samples, a negative count).
+        EvalError: An invalid option (k above samples, a negative count, an unknown split).
     """
 
     name = "humaneval"
@@ -199,9 +214,13 @@ class HumanEvalSuite:
         k: Sequence[int] | None = None,
         temperature: float | None = None,
         timeout_s: float | None = None,
+        split: str = "test",
         settings: HumanEvalSettings | None = None,
         sandbox: Sandbox | None = None,
     ) -> None:
+        if split not in SPLIT_NAMES:
+            raise EvalError(f"humaneval: no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+        self.split = split
         given = {"max_tokens": max_tokens, "samples": samples, "k": k, "temperature": temperature,
                  "timeout_s": timeout_s}  # fmt: skip
         overrides = {name: value for name, value in given.items() if value is not None}
@@ -217,11 +236,11 @@ class HumanEvalSuite:
         self.data_dir = data_dir
 
     def run(self, generator: Generator, *, limit: int | None = None) -> SuiteResult:
-        """Evaluate the generator's model on the first `limit` problems (all 164 by default)."""
+        """Evaluate the generator's model on the first `limit` problems of the split (all by default)."""
         if limit is not None and limit < 1:
             raise EvalError(f"--limit must be at least 1, got {limit}")
         started = time.monotonic()
-        items = load_humaneval(data_dir=self.data_dir)[:limit]
+        items = load_humaneval(split=self.split, data_dir=self.data_dir)[:limit]
         settings = self.settings
         conversations = [
             [{"role": "user", "content": PROMPT_TEMPLATE.format(prompt=item.prompt)}] for item in items
@@ -271,12 +290,13 @@ class HumanEvalSuite:
         statuses = [r["status"] for r in records]
         return SuiteResult(
             suite=self.name,
-            eval_set=identity("humaneval", data_dir=self.data_dir),
+            eval_set=identity("humaneval", split=self.split, data_dir=self.data_dir),
             metrics=metrics,
             items=records,
             wall_s=time.monotonic() - started,
             settings={
                 "limit": limit,
+                "split": self.split,
                 "sampling": {"n": 1, "temperature": 0.0, "max_tokens": settings.max_tokens},
                 "pass_at_k": (
                     {

@@ -130,7 +130,7 @@ class IFEvalSuite:
             records.append(record | score_response(item, response))
         return SuiteResult(
             suite=self.name,
-            eval_set=identity("ifeval", data_dir=self.data_dir),
+            eval_set=identity("ifeval", split=self.split, data_dir=self.data_dir),
             metrics=ifeval_metrics(records),
             items=records,
             wall_s=time.monotonic() - started,

@@ -1,5 +1,6 @@
 """HumanEval in the real Docker sandbox: canonical solutions score pass@1 = 1, broken code 0, a reply
-restating the function in a fenced block passes; the pass@k estimator matches hand-computed values."""
+restating the function in a fenced block passes; the pass@k estimator matches hand-computed values;
+the dev split (MBPP validation problems) runs the same way."""
 
 from collections.abc import Iterator, Sequence
 from math import comb
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import resources
 
-from eval_sets import HumanEvalItem, load_humaneval
+from eval_sets import HumanEvalItem, identity, load_humaneval
 from evals.base import Conversation, EvalError, Generator
 from evals.suites.humaneval import (
     HumanEvalSettings,
@@ -232,3 +233,71 @@ def test_registered_in_the_harness_and_built_from_its_options(sandbox, shared_da
     (run,) = evaluate(generator, ["humaneval"], limit=2, options=options)
     assert run.result.metric("pass@1").value == 1.0 and run.result.metric("pass@1").n == 2
     assert run.result.settings["sampling"] == {"n": 1, "temperature": 0.0, "max_tokens": 99}
+
+
+@pytest.fixture
+def dev_items(shared_data: Path) -> list[HumanEvalItem]:
+    return load_humaneval(split="dev", data_dir=shared_data)
+
+
+def reference_body(item: HumanEvalItem) -> str | None:
+    """The reference function's body alone, a HumanEval-style completion of the prompt (None
+    where the reference has helpers beside the function)."""
+    import ast
+    import textwrap
+    import warnings
+
+    with warnings.catch_warnings():  # MBPP's regexes in plain strings ('\.')
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(item.canonical_solution)
+    (function, *others) = [n for n in tree.body if not isinstance(n, ast.Import | ast.ImportFrom)]
+    if others:
+        return None
+    return textwrap.indent("\n".join(ast.unparse(statement) for statement in function.body), "    ") + "\n"
+
+
+def run_dev(sandbox, shared_data: Path, items, reply, limit: int | None = None):  # noqa: ANN001, ANN201
+    suite = HumanEvalSuite(split="dev", sandbox=sandbox, data_dir=shared_data)
+    return suite.run(ScriptedGenerator(items, reply), limit=limit)
+
+
+@pytest.mark.docker
+def test_dev_split_references_and_bodies_pass_and_broken_code_fails(
+    sandbox, shared_data: Path, dev_items
+) -> None:
+    """Every one of the dev split's 87 references passes its converted `check`; so does the body
+    alone after the prompt; `return None` fails (a fixed first 20 here, all 87 in the slow test)."""
+    result = run_dev(sandbox, shared_data, dev_items, lambda item, i, t: item.canonical_solution)
+    metric = result.metric("pass@1")
+    assert (metric.value, metric.n) == (1.0, 87), [
+        (r["id"], r["error"]) for r in result.items if not r["passed"]
+    ]
+    assert result.eval_set == identity("humaneval", split="dev", data_dir=shared_data)
+    assert result.settings["split"] == "dev" and result.items[0]["id"] == "MBPP/511"
+
+    bodies = {item.id: reference_body(item) for item in dev_items[:20]}
+    assert sum(body is not None for body in bodies.values()) >= 15
+    completed = run_dev(
+        sandbox, shared_data, dev_items, lambda item, i, t: bodies[item.id] or item.canonical_solution, 20
+    )
+    assert completed.metric("pass@1").value == 1.0, [r["error"] for r in completed.items if not r["passed"]]
+
+    broken = run_dev(sandbox, shared_data, dev_items, lambda item, i, t: "    return None\n", 20)
+    assert broken.metric("pass@1").value == 0.0 and all(r["error"] for r in broken.items)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_every_dev_problem_fails_a_broken_solution(sandbox, shared_data: Path, dev_items) -> None:
+    broken = run_dev(sandbox, shared_data, dev_items, lambda item, i, t: "    return None\n")
+    assert broken.metric("pass@1").n == 87
+    assert [r["id"] for r in broken.items if r["passed"]] == []
+
+
+def test_the_split_is_an_option_of_the_suite() -> None:
+    from evals.run import build_suite
+
+    assert build_suite("humaneval").split == "test"
+    assert build_suite("humaneval", split="dev", languages=["en"]).split == "dev"
+    with pytest.raises(EvalError, match="no split 'train'"):
+        HumanEvalSuite(split="train")

@@ -73,6 +73,13 @@ def test_suite_scores_each_language_on_the_heldout_split(shared_data: Path, scri
     assert result.settings["limit"] == 8 and result.settings["sampling"]["temperature"] == 0.0
 
 
+def test_the_dev_split_is_recorded_as_dev_and_measures_other_prompts(shared_data: Path, scripted) -> None:
+    test = IFEvalSuite(data_dir=shared_data, max_tokens=16).run(scripted(lambda p: "hi"), limit=4)
+    dev = IFEvalSuite(data_dir=shared_data, max_tokens=16, split="dev").run(scripted(lambda p: "hi"), limit=4)
+    assert dev.eval_set.startswith("ifeval:dev#sha256=") and dev.settings["split"] == "dev"
+    assert not {r["id"] for r in dev.items} & {r["id"] for r in test.items}
+
+
 def test_a_failed_generation_scores_zero_and_keeps_its_error(shared_data: Path, scripted) -> None:
     result = IFEvalSuite(data_dir=shared_data).run(scripted(lambda p: RuntimeError("boom")), limit=2)
     assert all(r["error"] == "RuntimeError: boom" for r in result.items)
