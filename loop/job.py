@@ -57,8 +57,9 @@ def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState
     from assay.settings import assay_home, model_store_dir
     from datagen.jobs.runner import Heartbeat
     from datasets_registry import Registry
+    from loop.context import LoopContext
     from loop.evaluation import evaluate_summary
-    from loop.runner import LoopContext, run_step
+    from loop.runner import run_step
     from loop.state import load_state
     from model_store import ModelStore
 

@@ -11,7 +11,7 @@ from assay.cli.common import console, open_model_store, open_registry
 from assay.cli.output import JsonOption, emit_json, emit_table
 
 if TYPE_CHECKING:
-    from loop.runner import LoopContext
+    from loop.context import LoopContext
     from loop.spec import LoopSpec
     from loop.state import LoopState
 
@@ -20,8 +20,8 @@ app = typer.Typer(help="Run the whole post-training loop from one spec.", no_arg
 
 def _context() -> LoopContext:
     from assay.settings import assay_home
+    from loop.context import LoopContext
     from loop.evaluation import evaluate_summary
-    from loop.runner import LoopContext
 
     return LoopContext(
         registry=open_registry(),
@@ -46,7 +46,7 @@ PriorityOpt = Annotated[int, typer.Option(help="Priority of the step jobs (highe
 
 def _new_loop(spec_path: Path, set_: list[str] | None, context: LoopContext) -> tuple[LoopSpec, LoopState]:
     """Read and check a new loop's spec; its state, not yet saved."""
-    from loop.runner import check_loop
+    from loop.check import check_loop
     from loop.spec import LoopSpecError, load_loop_spec
     from loop.state import LoopState, state_path
 
@@ -114,7 +114,8 @@ def resume(
     priority: PriorityOpt = 0,
 ) -> None:
     """Continue a loop from its first step not done (its frozen spec, not the file's)."""
-    from loop.runner import check_loop, step_names
+    from loop.check import check_loop
+    from loop.runner import step_names
     from loop.spec import LoopSpec
     from loop.state import load_state
 

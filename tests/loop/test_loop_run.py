@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 
 from assay.cli.main import app
 from datasets_registry import Registry
+from loop.check import check_loop
+from loop.context import LoopContext, LoopStepError
 from loop.evaluation import evaluate_summary
-from loop.runner import LoopContext, LoopStepError, check_loop, run_loop
+from loop.runner import run_loop
 from loop.spec import EvaluationSpec, LoopSpecError, load_loop_spec
 from loop.state import LoopState, load_state
 from model_store import ModelStore

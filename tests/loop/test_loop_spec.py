@@ -128,7 +128,8 @@ def test_merge_search_takes_a_humaneval_expert_and_not_one_without_a_dev_split(
 
     from datasets_registry import Registry
     from datasets_registry.kinds import MESSAGES_TYPE
-    from loop.runner import LoopContext, check_loop
+    from loop.check import check_loop
+    from loop.context import LoopContext
     from model_store import ModelStore
 
     registry = Registry(tmp_path / "registry")
