@@ -94,7 +94,7 @@ def test_a_job_drops_flagged_rows_and_records_counts_per_set_in_lineage(tmp_path
     assert stage["by_set"] == {"ifeval": 1, "humaneval": 1, "mgsm": 1, "xstest": 0, "leval": 0}
     assert stage["min_overlap"] == 0.6
     assert stage["eval_sets"]["mgsm"].startswith("mgsm#sha256=")
-    assert stage["eval_sets"]["humaneval:dev"].startswith("humaneval:dev#sha256=")  # its items are indexed too
+    assert stage["eval_sets"]["humaneval:dev"].startswith("humaneval:dev#sha256=")  # indexed too
 
 
 @pytest.mark.usefixtures("shared_data")
