@@ -31,15 +31,20 @@ class SuiteRun:
 
 
 def build_suite(name: str, **options: Any) -> Suite:
-    """The suite called `name`, given the options its constructor names (None values dropped).
+    """The suite called `name`, given the options its constructor names (None values dropped):
+    options are shared by the suites of a run, each taking those it has. A split other than the
+    test split is the exception: a suite without it is refused, never measured on its test split.
 
     Raises:
-        EvalError: No suite is called `name`.
+        EvalError: No suite is called `name`, or it has no such split.
     """
     if name not in SUITES:
         resolve_suites([name])  # raises, listing the suites
     cls = SUITES[name]
     accepted = inspect.signature(cls).parameters
+    split = options.get("split")
+    if split not in (None, "test") and "split" not in accepted:
+        raise EvalError(f"suite {name!r} has no {split} split")
     return cls(**{k: v for k, v in options.items() if v is not None and k in accepted})
 
 

@@ -12,6 +12,7 @@ from loop.state import LoopState
 
 
 def run_data(step: DataStep, spec_dir: Path, context: LoopContext) -> dict[str, Any]:
+    """A data step: check its arbiter (falling back to the verifiers when it is not trusted), run it."""
     overrides, checked = list(step.set), {}
     if step.arbiter is not None:
         checked = _check_arbiter(step.arbiter, context)

@@ -301,3 +301,6 @@ def test_the_split_is_an_option_of_the_suite() -> None:
     assert build_suite("humaneval", split="dev", languages=["en"]).split == "dev"
     with pytest.raises(EvalError, match="no split 'train'"):
         HumanEvalSuite(split="train")
+    with pytest.raises(EvalError, match="suite 'mgsm' has no dev split"):  # never its test split instead
+        build_suite("mgsm", split="dev")
+    assert build_suite("mgsm", split="test", languages=["en"]).languages == ("en",)
