@@ -13,6 +13,7 @@ and the job sends it to the dead-letter dataset. So one bad row never kills a jo
 from __future__ import annotations
 
 import json
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -146,16 +147,23 @@ class Stage(ABC, Generic[SpecT]):
         (each built as `worker(self)`, reserving `actor_cpus`); `options` go to `map_batches`."""
         import ray.data
 
-        return ds.map_batches(
-            worker,
-            fn_constructor_args=(self,),
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
-            num_cpus=self.actor_cpus,
-            udf_modifying_row_count=False,
-            **options,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates extra remote args but has no named parameter for max_restarts.
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            return ds.map_batches(
+                worker,
+                fn_constructor_args=(self,),
+                batch_size=batch_size,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=self.concurrency),
+                num_cpus=self.actor_cpus,
+                udf_modifying_row_count=False,
+                # No restarts, as in the generate stage: an actor that died fails the job with its
+                # error, and Ray logs on every job that restarting one whose constructor
+                # arguments sit in the object store can fail.
+                max_restarts=0,
+                **options,
+            )
 
     @abstractmethod
     def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
