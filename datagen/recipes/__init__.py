@@ -13,11 +13,13 @@ from assay.config import describe_validation_error
 from assay.errors import AssayError
 from datagen.recipes import (  # noqa: F401 - each registers its recipe
     arbitrage,
+    augment,
     best_of_n,
     code_repair,
     long_context,
     preambles,
     safety,
+    translate_code,
     verified_code,
 )
 from datagen.recipes.registry import register_recipe, registered_recipes

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from assay.errors import AssayError
 from datagen.stages import (  # noqa: F401 - each registers its stage
+    augment,
     code_problems,
     code_select,
     decontaminate,
@@ -32,6 +33,7 @@ from datagen.stages import (  # noqa: F401 - each registers its stage
     sql_reference,
     synthesize_tests,
     teacher_pool,
+    translation,
     verify,
 )
 from datagen.stages.base import ERROR_COLUMNS, BuildContext, Stage, StageSpec

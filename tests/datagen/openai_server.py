@@ -6,7 +6,8 @@
 
 It listens on 127.0.0.1, port 0 (the OS picks a free one). Replies are deterministic from the
 request: `echo: <last user message> | t=<temperature> | seed=<seed>`, cut to `max_tokens` words
-(then finish_reason is "length"); usage counts words. Scripted failures:
+(then finish_reason is "length" and the words are joined by single spaces; an uncut reply keeps
+its whitespace); usage counts words. Scripted failures:
 
 - `fail_first` requests to /chat/completions get `fail_status` (with `Retry-After: retry_after`
   when set), whatever their prompt;
@@ -170,7 +171,8 @@ class FakeOpenAIServer:
             return web.Response(status=200, text="{not json", content_type="application/json")
         if NO_CHOICES_MARKER in last_user:
             return web.json_response({"id": "x", "object": "chat.completion", "choices": []})
-        words = reply_text(last_user, float(body.get("temperature", 1.0)), int(body.get("seed", 0))).split()
+        text = reply_text(last_user, float(body.get("temperature", 1.0)), int(body.get("seed", 0)))
+        words = text.split()
         max_tokens = int(body.get("max_tokens") or len(words))
         kept = words[:max_tokens]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
@@ -182,7 +184,11 @@ class FakeOpenAIServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": " ".join(kept)},
+                        # Uncut, the text keeps its whitespace (code blocks stay code blocks).
+                        "message": {
+                            "role": "assistant",
+                            "content": " ".join(kept) if len(kept) < len(words) else text,
+                        },
                         "finish_reason": "length" if len(kept) < len(words) else "stop",
                     }
                 ],
