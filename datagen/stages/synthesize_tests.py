@@ -34,9 +34,7 @@ from datagen.stages.base import (
     BuildContext,
     Row,
     RowResult,
-    process_table,
     run_rows_isolated,
-    set_column,
 )
 from datagen.stages.registry import register_stage
 from datagen.stages.sandbox_worker import SandboxStage, SandboxStageSpec, SandboxWorker, check_sandbox
@@ -309,25 +307,8 @@ class _SynthesizeWorker(SandboxWorker):
 
     stage: SynthesizeTestsStage
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-        pending = [i for i, error in enumerate(table[ERROR_COLUMN].to_pylist()) if error is None]
-        results: list[RowResult] = []
-
-        def rows(batch: list[Row]) -> list[RowResult]:
-            results.extend(self.process_rows(batch))
-            return results
-
-        out = process_table(table, stage.name, stage.reads, stage.writes, rows)
-        # process_table keeps a column's earlier value where a row's new one is null; here null
-        # means "too few tests kept", so it must replace the source's tests and verdict.
-        for name, arrow_type in stage.writes.items():
-            values = out[name].to_pylist()
-            for index, result in zip(pending, results, strict=True):
-                if isinstance(result, dict):
-                    values[index] = result[name]
-            out = set_column(out, name, pa.array(values, type=arrow_type))
-        return out
+    # Null means "too few tests kept": it must replace the source's tests and verdict.
+    nulls_replace = True
 
     def process_rows(self, rows: list[Row]) -> list[RowResult]:
         spec = self.stage.spec

@@ -39,8 +39,6 @@ from datagen.stages.base import (
     RowResult,
     Stage,
     StageSpec,
-    process_table,
-    set_column,
 )
 from datagen.stages.code_problems import first_call
 from datagen.stages.code_select import explode_rows
@@ -270,25 +268,8 @@ class _TranslationWorker(SandboxWorker):
 
     stage: TranslationCheckStage
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-        pending = [i for i, error in enumerate(table[ERROR_COLUMN].to_pylist()) if error is None]
-        results: list[RowResult] = []
-
-        def rows(batch: list[Row]) -> list[RowResult]:
-            results.extend(self.process_rows(batch))
-            return results
-
-        out = process_table(table, stage.name, stage.reads, stage.writes, rows)
-        # process_table keeps a column's earlier value where a row's new one is null; a dropped
-        # translation must null the Python problem's columns, so a `code` output leaves it out.
-        for name, arrow_type in stage.writes.items():
-            values = out[name].to_pylist()
-            for index, result in zip(pending, results, strict=True):
-                if isinstance(result, dict):
-                    values[index] = result[name]
-            out = set_column(out, name, pa.array(values, type=arrow_type))
-        return out
+    # A dropped translation nulls the Python problem's columns, so a `code` output leaves it out.
+    nulls_replace = True
 
     def process_rows(self, rows: list[Row]) -> list[RowResult]:
         from sandbox.verify import verify
