@@ -125,3 +125,25 @@ CHECKS = {
     "gpu": gpu_missing,
     "browser": browser_missing,
 }
+
+
+def open_docker_sandbox(pool_size: int):  # noqa: ANN201 - a sandbox.docker_backend.DockerSandbox
+    """A warm DockerSandbox for a test module or session (close it after): skips loudly when no
+    engine answers or the image is not built, fails instead when ASSAY_REQUIRE names `docker`."""
+    from sandbox.config import SandboxConfig
+    from sandbox.docker_backend import DockerSandbox, docker_client
+    from sandbox.errors import SandboxError
+    from sandbox.image import image_exists
+
+    try:
+        client = docker_client(timeout=30)
+    except SandboxError as err:
+        unavailable("docker", str(err))
+    config = SandboxConfig(backend="docker", pool_size=pool_size)
+    if not image_exists(config.resolved_image()):
+        unavailable(
+            "docker",
+            f"sandbox image {config.resolved_image()} is not built "
+            "(`assay sandbox build-image` or `make sandbox-image`)",
+        )
+    return DockerSandbox(config, client)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import resources
 
 from datagen.stages.code_select import program_key
 from datagen.stages.sql_reference import SqlReferenceStage, SqlReferenceStageSpec
@@ -24,10 +25,7 @@ REFERENCE = "SELECT dept, MAX(salary) FROM emp GROUP BY dept"
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator:
-    from sandbox import open_sandbox
-    from sandbox.config import SandboxConfig
-
-    box = open_sandbox(SandboxConfig(backend="docker", pool_size=2))
+    box = resources.open_docker_sandbox(pool_size=2)  # skips loudly without Docker
     yield box
     box.close()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import resources
 
 from datagen.sources import prepare_rows
 from datagen.stages.base import ERROR_COLUMN
@@ -85,10 +86,7 @@ def test_find_name_and_prune_tests() -> None:
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator:
-    from sandbox import open_sandbox
-    from sandbox.config import SandboxConfig
-
-    box = open_sandbox(SandboxConfig(backend="docker", pool_size=2))
+    box = resources.open_docker_sandbox(pool_size=2)  # skips loudly without Docker
     yield box
     box.close()
 

@@ -27,19 +27,7 @@ LIMIT = 6
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator:
     """A small warm Docker sandbox for this module (skips loudly, or fails under ASSAY_REQUIRE=docker)."""
-    from sandbox.config import SandboxConfig
-    from sandbox.docker_backend import DockerSandbox, docker_client
-    from sandbox.errors import SandboxError
-    from sandbox.image import image_exists
-
-    try:
-        client = docker_client(timeout=30)
-    except SandboxError as err:
-        resources.unavailable("docker", str(err))
-    config = SandboxConfig(backend="docker", pool_size=2)
-    if not image_exists(config.resolved_image()):
-        resources.unavailable("docker", f"sandbox image {config.resolved_image()} is not built")
-    opened = DockerSandbox(config, client)
+    opened = resources.open_docker_sandbox(pool_size=2)
     yield opened
     opened.close()
 

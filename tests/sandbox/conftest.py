@@ -16,23 +16,7 @@ def docker_sandbox() -> Iterator:
     Skips loudly when no engine answers or the image is not built (`assay sandbox build-image`);
     fails instead when ASSAY_REQUIRE names `docker`.
     """
-    from sandbox.config import SandboxConfig
-    from sandbox.docker_backend import DockerSandbox, docker_client
-    from sandbox.errors import SandboxError
-    from sandbox.image import image_exists
-
-    try:
-        client = docker_client(timeout=30)
-    except SandboxError as err:
-        resources.unavailable("docker", str(err))
-    config = SandboxConfig(backend="docker", pool_size=4)
-    if not image_exists(config.resolved_image()):
-        resources.unavailable(
-            "docker",
-            f"sandbox image {config.resolved_image()} is not built "
-            "(`assay sandbox build-image` or `make sandbox-image`)",
-        )
-    sandbox = DockerSandbox(config, client)
+    sandbox = resources.open_docker_sandbox(pool_size=4)
     yield sandbox
     sandbox.close()
 
