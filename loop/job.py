@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from assay.errors import AssayError
 from datagen.jobs.store import JobRecord, JobState, JobStore, Resources
 from loop.spec import LoopSpec
 
@@ -55,7 +53,7 @@ def submit_steps(
 def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState:
     """Run a claimed step job to its end and record it; returns the final state."""
     from assay.settings import assay_home, model_store_dir
-    from datagen.jobs.runner import Heartbeat
+    from datagen.jobs.runner import run_recorded
     from datasets_registry import Registry
     from loop.context import LoopContext
     from loop.evaluation import evaluate_summary
@@ -64,10 +62,8 @@ def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState
     from model_store import ModelStore
 
     job = store.get(job_id)
-    store.update(job_id, pid=os.getpid(), heartbeat_at=time.time(), progress={"phase": "running"})
-    heartbeat = Heartbeat(store, job_id)
-    heartbeat.start()
-    try:
+
+    def run() -> None:
         target = yaml.safe_load(job.spec_text)
         home = assay_home()
         state = load_state(home, target["loop"])
@@ -80,17 +76,8 @@ def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState
         )
         result = run_step(LoopSpec.model_validate(state.spec), state, context, target["step"])
         store.update(job_id, progress={"phase": "done"}, outputs=_outputs(result))
-        return store.finish(job_id, JobState.SUCCEEDED).state
-    except AssayError as err:
-        print(f"error: {err}", flush=True)
-        return store.finish(job_id, JobState.FAILED, str(err)).state
-    except Exception as err:  # noqa: BLE001 - a bug: recorded, and its traceback kept in the log
-        import traceback
 
-        traceback.print_exc()
-        return store.finish(job_id, JobState.FAILED, f"{type(err).__name__}: {err}").state
-    finally:
-        heartbeat.stop.set()
+    return run_recorded(store, job_id, run)
 
 
 def _outputs(result: dict) -> list[str]:

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def load_frozen_spec(job: JobRecord, spec_dir: Path | None = None) -> LoadedSpec
     return LoadedSpec(spec=spec, path=path, raw=raw)
 
 
-class Heartbeat(threading.Thread):
+class _Heartbeat(threading.Thread):
     """Updates the job's heartbeat, so a scheduler can tell a live job from a lost one."""
 
     def __init__(self, store: JobStore, job_id: str) -> None:
@@ -76,20 +77,13 @@ def run_stored_job(
     num_cpus: int | None = None,
     spec_dir: Path | None = None,
 ) -> JobState:
-    """Run a claimed job to its end and record it; returns the final state.
-
-    Every error is recorded in the job (its message, or the traceback's last line for a bug)
-    and printed, so it is in the job's log.
-    """
+    """Run a claimed job to its end and record it (`run_recorded`); returns the final state."""
     from assay.settings import model_store_dir
     from datagen.job import prepare_job, run_job
     from datasets_registry import Registry
     from model_store import ModelStore
 
     job = store.get(job_id)
-    store.update(job_id, pid=os.getpid(), heartbeat_at=time.time(), progress={"phase": "preparing"})
-    heartbeat = Heartbeat(store, job_id)
-    heartbeat.start()
     kill_after = int(os.environ.get(KILL_AFTER_OUTPUTS_ENV, "0") or 0)
     registered: list[str] = []
 
@@ -99,7 +93,7 @@ def run_stored_job(
         if kill_after and len(registered) >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    try:
+    def run() -> None:
         registry = Registry(registry_root)
         loaded = load_frozen_spec(job, spec_dir)
         extra_sources: list[str] = []
@@ -128,6 +122,23 @@ def run_stored_job(
         )
         print(f"job {job_id}: {report.rows_in} rows in, {done} finished, {report.rows_failed} failed "
               f"in {report.wall_s:.1f} s", flush=True)  # fmt: skip
+
+    return run_recorded(store, job_id, run, phase="preparing")
+
+
+def run_recorded(
+    store: JobStore, job_id: str, work: Callable[[], None], *, phase: str = "running"
+) -> JobState:
+    """Run a claimed job's `work` with a heartbeat and record how it ended; the final state.
+
+    Every error is recorded in the job (its message, or the traceback's last line for a bug)
+    and printed, so it is in the job's log.
+    """
+    store.update(job_id, pid=os.getpid(), heartbeat_at=time.time(), progress={"phase": phase})
+    heartbeat = _Heartbeat(store, job_id)
+    heartbeat.start()
+    try:
+        work()
         return store.finish(job_id, JobState.SUCCEEDED).state
     except AssayError as err:
         print(f"error: {err}", flush=True)
