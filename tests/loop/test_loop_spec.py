@@ -167,3 +167,16 @@ def test_the_spec_in_the_docs_is_a_valid_loop_spec() -> None:
     assert block is not None, "docs/loop.md lost its spec block"
     spec = LoopSpec.model_validate(yaml.safe_load(block.group(1)))
     assert spec.refinement and spec.polish and spec.merge and spec.experts[0].preference
+
+
+@pytest.mark.parametrize(
+    "example", sorted((Path(__file__).resolve().parents[2] / "examples" / "loop").glob("*.yaml"))
+)
+def test_example_loops_are_valid_and_their_pipelines_load(example: Path) -> None:
+    from loop.check import data_outputs
+    from loop.runner import step_names
+
+    spec, _ = load_loop_spec(example)
+    produced = data_outputs(spec, example.parent)  # every data step's pipeline spec loads
+    assert set(produced) >= {"ifeval-sft", "verified-code-sft"}
+    assert step_names(spec)[-1] == "gates"
