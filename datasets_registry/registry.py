@@ -292,7 +292,7 @@ class Registry:
         uri = self.dataset_uri(name)
         lineage = lineage or Lineage()
         if isinstance(data, pa.Table):
-            data = data.cast(storage.normal_schema(data.schema))
+            data = storage.cast_table(data, storage.normal_schema(data.schema))
             schema = data.schema
         else:
             schema = storage.ray_schema(data, name)

@@ -21,6 +21,7 @@ import lance
 import lance.commit
 import lance.fragment
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs
 
 from datasets_registry.errors import RegistryError
@@ -83,6 +84,66 @@ def normal_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_normal_type(f.type)) for f in schema], metadata=schema.metadata)
 
 
+def _has_null_type(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_null(arrow_type):
+        return True
+    return any(_has_null_type(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+
+
+def _same_type(a: pa.DataType, b: pa.DataType) -> bool:
+    """`a == b`, telling list items apart by name too (Arrow's `==` does not)."""
+    return a == b and all(
+        a.field(i) == b.field(i) and _same_type(a.field(i).type, b.field(i).type) for i in range(a.num_fields)
+    )
+
+
+def _cast_array(array: pa.Array, to: pa.DataType) -> pa.Array:
+    if _same_type(array.type, to):
+        return array
+    if not _has_null_type(to):
+        return array.cast(to)
+    mask = array.is_null() if array.null_count else None
+    for is_kind, array_class in (
+        (pa.types.is_list, pa.ListArray),
+        (pa.types.is_large_list, pa.LargeListArray),
+    ):
+        if is_kind(array.type) and is_kind(to):
+            # A sliced list's offsets index into its whole `values` (and a mask needs them to
+            # start at 0): take its own values and offsets from 0.
+            start, end = array.offsets[0].as_py(), array.offsets[-1].as_py()
+            offsets = pc.subtract(array.offsets, pa.scalar(start, array.offsets.type))
+            values = _cast_array(array.values.slice(start, end - start), to.value_type)
+            return array_class.from_arrays(offsets, values, type=to, mask=mask)
+    if pa.types.is_struct(array.type) and pa.types.is_struct(to):
+        if [f.name for f in array.type] == [f.name for f in to]:
+            children = [_cast_array(child, f.type) for child, f in zip(array.flatten(), to, strict=True)]
+            return pa.StructArray.from_arrays(children, fields=list(to), mask=mask)
+    return array.cast(to)
+
+
+def cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` cast to `schema` (the same columns, in the same order).
+
+    Not `Table.cast`: pyarrow (26) casts a list or struct to its own type, or to one that
+    differs only in field names (as `normal_schema` renames), without copying, and gives a
+    null-typed child its parent's length instead of its own. In a list, or a sliced struct (Ray
+    blocks are slices), the result fails validation: "Struct child array #N has length smaller
+    than expected". A key that is null in every row becomes such a child, as in IFEval's
+    list<struct> `kwargs` after a JSON round trip (which writes every key of every row). So a
+    column already of its type is kept, and lists and structs around a null-typed child are
+    rebuilt from their cast children.
+    """
+    if table.schema.names != schema.names:
+        raise ValueError(f"cannot cast columns {table.schema.names} to {schema.names}")
+    columns = [
+        column
+        if _same_type(column.type, field.type)
+        else pa.chunked_array([_cast_array(chunk, field.type) for chunk in column.chunks], field.type)
+        for column, field in zip(table.columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def ray_schema(data: ray.data.Dataset, dataset: str) -> pa.Schema:
     """The normalised Arrow schema of a Ray Dataset."""
     schema = data.schema()
@@ -113,7 +174,7 @@ def write_ray_fragments(
             validate_rows(kind, table, dataset=dataset)
         except RegistryError as err:
             return pa.table({"fragments": [None], "error": [str(err)]})
-        fragments = write_table_fragments(table.cast(schema), uri, mode)
+        fragments = write_table_fragments(cast_table(table, schema), uri, mode)
         return pa.table({"fragments": [pickle.dumps(fragments)], "error": pa.nulls(1, pa.string())})
 
     results = data.map_batches(
