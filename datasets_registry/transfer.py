@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from datasets_registry import storage
 from datasets_registry.errors import RegistryError
 from datasets_registry.lineage import Lineage, content_id
 from datasets_registry.registry import DatasetVersion, Registry
@@ -100,8 +101,8 @@ def export_version(version: DatasetVersion, fmt: ExportFormat, dest: Path, trl: 
 
 def _write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> None:
     with pq.ParquetWriter(path, schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch.cast(schema))
+        for batch in batches:  # storage.cast_table: Arrow's own cast breaks null-typed children
+            writer.write_table(storage.cast_table(pa.Table.from_batches([batch]), schema))
 
 
 def _dataset_card(version: DatasetVersion) -> str:

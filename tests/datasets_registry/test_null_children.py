@@ -72,3 +72,13 @@ def test_a_ray_write_of_a_null_child_in_a_list_of_struct(registry: Registry, ray
 def test_a_table_write_of_a_null_child_with_parquet_item_names(registry: Registry) -> None:
     version = registry.write("kwargs-table", with_element_items(kwargs_table()).slice(1, 5))
     assert version.to_arrow().to_pylist() == KWARGS_ROWS[1:6]
+
+
+def test_a_parquet_export_of_a_null_child_keeps_every_row(registry: Registry, tmp_path) -> None:  # noqa: ANN001
+    import pyarrow.parquet as pq
+
+    from datasets_registry.transfer import export_version
+
+    version = registry.write("kwargs-export", kwargs_table())
+    path = export_version(version, "parquet", tmp_path / "kwargs.parquet")
+    assert pq.read_table(path).to_pylist() == KWARGS_ROWS
