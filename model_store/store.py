@@ -10,6 +10,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "assay_model.json"
+LATEST = "@latest"  # `NAME@latest`: the newest round of a model family (ModelStore.latest)
 # Evaluation runs of a stored model, one JSON object a line, appended (never rewritten).
 EVALS_FILE = "assay_evals.jsonl"
 # Per-item records of those runs (evals.results): one JSONL file per run.
@@ -227,8 +229,30 @@ class ModelStore:
                 runs.append(run)
         return runs
 
+    def latest(self, family: str) -> str:
+        """The newest round of a model family: of the stored `NAME` (round 0) and `NAME-<k>`, the
+        one with the highest k. Iterative rounds are named so (the loop's repeated polish rounds
+        are `...-1`, `...-2`), and a spec naming `NAME@latest` generates with the newest.
+
+        Raises:
+            ModelStoreError: no model of the family is stored.
+        """
+        rounds = re.compile(rf"{re.escape(family)}(?:-(\d+))?")
+        found = [
+            (int(match.group(1) or 0), record["name"])
+            for record in self.list()
+            if (match := rounds.fullmatch(record["name"])) is not None
+        ]
+        if not found:
+            raise ModelStoreError(f"model {family}@latest: no stored model named {family!r} or {family}-<n>")
+        return max(found)[1]
+
     def resolve(self, ref: str) -> ResolvedModel:
-        """Resolve a store name, an HF folder or a GGUF file; raise ModelStoreError otherwise."""
+        """Resolve a store name, `NAME@latest` (`latest`), an HF folder or a GGUF file; raise
+        ModelStoreError otherwise. `NAME@latest` resolves to the concrete name, so lineage and
+        caches record which model it was when the job started."""
+        if ref.endswith(LATEST):
+            ref = self.latest(ref.removesuffix(LATEST))
         if self.has(ref):
             return ResolvedModel(ref, self.path(ref))
         path = Path(ref).expanduser()

@@ -206,3 +206,30 @@ def test_cli_unknown_dataset_version_exits_2(tmp_path: Path) -> None:
     Registry(reg).write("d", __import__("pyarrow").table({"x": [1]}))
     result = run_cli("data", "show", "d@5", registry=reg)
     assert result.returncode == 2 and "no version 5; versions: 1" in result.stderr
+
+
+def test_a_model_named_at_latest_generates_with_the_newest_round_at_job_start(
+    tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None
+) -> None:
+    import shutil
+
+    from model_store import ModelLineage
+
+    store = ModelStore(tmp_path / "models")
+
+    def store_round(name: str) -> None:
+        shutil.copytree(tiny_model, tmp_path / name)
+        store.register(name, tmp_path / name, kind="sft", lineage=ModelLineage())
+
+    store_round("tiny-policy")
+    store_round("tiny-policy-1")
+    path = write_pipeline(tmp_path, tiny_model, seed_rows(2))
+    models = []
+    for newest in ("tiny-policy-1", "tiny-policy-2"):
+        if not store.has(newest):
+            store_round(newest)  # a new round, registered between two jobs
+        loaded = load_spec(path, ["stages.1.engine.model=tiny-policy@latest"])
+        report = run_job(prepare_job(loaded, registry, store), registry, log=lambda _: None)
+        assert report.rows_failed == 0
+        models.append(registry.open(report.outputs[0].ref).info.lineage.models)
+    assert [m[0].split("#")[0] for m in models] == ["tiny-policy-1", "tiny-policy-2"]

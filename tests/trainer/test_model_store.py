@@ -172,3 +172,15 @@ def test_a_failed_register_leaves_the_folder_as_it_was(
         store.register("broken", checkpoint, kind="sft", lineage=ModelLineage())
     assert snapshot(checkpoint) == expected
     assert list(store.root.iterdir()) == []
+
+
+def test_name_at_latest_resolves_to_the_newest_round_of_a_family(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    for name in ("policy", "policy-1", "policy-2", "policy-10", "policy-sft", "policyx-99"):
+        (store.path(name)).mkdir(parents=True)
+        (store.path(name) / META_FILE).write_text(json.dumps({"name": name}))
+    resolved = store.resolve("policy@latest")
+    assert resolved.ref == "policy-10" and resolved.path == store.path("policy-10")  # 10 > 2, not text order
+    assert store.resolve("policy-sft@latest").ref == "policy-sft"  # a family of one: round 0
+    with pytest.raises(ModelStoreError, match=r"model nothing@latest: no stored model named 'nothing'"):
+        store.resolve("nothing@latest")
