@@ -338,6 +338,7 @@ def write_spec(tmp_path: Path, model: Path | None, problems: list[dict], **param
 
 
 @pytest.mark.docker
+@pytest.mark.slow  # 23 s; the scripted job above runs the same stages, model calls included
 def test_recipe_job_with_the_tiny_model_drops_every_row(
     tmp_path: Path, tiny_model: Path, registry: Registry, ray_local: None
 ) -> None:
