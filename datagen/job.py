@@ -268,6 +268,7 @@ def _run(
             ds = _map(ds, CountRows(counter, stage.name, completions))
     for output in spec.outputs:  # a row its output kind would refuse becomes a dead letter
         ds = _map(ds, lambda t, o=output: check_output_rows(t, o.kind, o.dataset))
+    ds.context.execution_no_progress_timeout_s = spec.ray.stall_timeout_s
     if counter is None or progress is None:
         result = ds.materialize()
     else:

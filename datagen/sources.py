@@ -32,8 +32,10 @@ class Source:
     def to_ray(self, block_rows: int = 32) -> ray.data.Dataset:
         """The rows as a Ray Dataset with an `id` and the error columns.
 
-        A file source is cut into blocks of `block_rows`, so several model replicas each get
-        work; with `block_rows` equal to the generate batch size no batch is left half full.
+        The rows are cut into blocks of `block_rows`, so several model replicas each get work,
+        with `block_rows` equal to the generate batch size no batch is left half full, and a
+        block's rows finish (Ray Data sees progress) after one batch rather than after the
+        whole source: a registered version is often one fragment, one block of every row.
         """
         import ray.data
 
@@ -45,6 +47,7 @@ class Source:
         ds = self.version.to_ray()
         if self.limit is not None:
             ds = ds.limit(self.limit)
+        ds = ds.repartition(target_num_rows_per_block=block_rows)
         return ds.map_batches(prepare_rows, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
 
 

@@ -58,6 +58,11 @@ class RaySpec(StrictModel):
 
     address: str | None = Field(None, description="Ray cluster address; default: in-process.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for an in-process Ray.")
+    stall_timeout_s: float = Field(
+        6 * 3600,
+        description="Fail the job when no block moves through it for this long (-1: never). Ray "
+        "Data's own default, 1800 s, is shorter than one batch of long generations on a CPU.",
+    )
 
 
 class PipelineSpec(StrictModel):

@@ -30,3 +30,18 @@ def test_bad_jsonl_names_file_and_line(tmp_path: Path, content: bytes, message: 
     path.write_bytes(content)
     with pytest.raises(AssayError, match=message):
         read_jsonl(path)
+
+
+def test_a_registered_source_is_cut_into_blocks_of_a_batch(registry, ray_local: None) -> None:  # noqa: ANN001
+    """A registered version is often one fragment: read as one block, a generate stage would
+    finish no row before it finished them all (Ray Data once failed such a job as stalled)."""
+    import pyarrow as pa
+
+    from datagen.sources import load_source
+
+    registry.write("prompts-80", pa.table({"prompt": [f"p{i}" for i in range(80)]}))
+    source = load_source(None, "prompts-80@1", 30, registry)
+    blocks = source.to_ray(block_rows=10).materialize()
+    assert blocks.count() == 30
+    sizes = [b.num_rows for b in blocks.iter_batches(batch_size=None, batch_format="pyarrow")]
+    assert blocks.num_blocks() == 3 and sizes == [10, 10, 10]
