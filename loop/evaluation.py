@@ -7,6 +7,7 @@ the loop keeps the summary (every metric's value, stderr and n) in its own state
 from __future__ import annotations
 
 import inspect
+import os
 
 from evals.base import EvalError
 from evals.run import evaluate_model
@@ -38,6 +39,7 @@ def evaluate_summary(model: str, spec: EvaluationSpec) -> Summary:
         backend=spec.backend,
         limit=spec.limit,
         max_tokens=spec.max_tokens,
+        threads=spec.threads or os.cpu_count(),
         options=options,
     )
     return {

@@ -137,6 +137,12 @@ class EvaluationSpec(StrictModel):
     limit: int | None = Field(None, ge=1, description="Items per suite (None: all).")
     max_tokens: int = Field(256, ge=1, description="Longest reply generated per item.")
     backend: str = Field("hf", description="Engine generating the replies: hf or vllm.")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch threads of the hf engine (default: every CPU here; the loop evaluates "
+        "one model at a time, in its own process).",
+    )
     split: Literal["test", "dev"] = Field(
         "test", description="The split measured: test for the report; the weight search reads dev."
     )
