@@ -68,6 +68,9 @@ def main() -> None:
     os.environ.setdefault("LANCE_LOG", "error")
     # Nothing is reported to outside servers: Ray usage statistics stay off (vLLM's: in its engine).
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # transformers draws a "Loading weights" bar for every model it loads (evaluations, training,
+    # merges run in this process); the command's own progress is the display.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # lance warns at every os.fork() once imported; the forks under assay (Ray's workers, vLLM's
     # engine, the sandbox) exec a fresh interpreter or never touch the parent's lance datasets.
     warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)

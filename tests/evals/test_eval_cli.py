@@ -40,6 +40,7 @@ def test_eval_model_stores_runs_that_models_show_lists(
     shown = assay(*args)
     assert shown.returncode == 0, shown.stderr
     assert "stored 2 runs with tiny" in shown.stderr
+    assert "Loading weights" not in shown.stderr  # transformers' bar: the command has its own display
     lines = shown.stdout.splitlines()  # piped: a tab-separated table
     assert lines[0] == "suite\tmetric\tvalue ± stderr\tn"
     assert any(line.startswith("ifeval\tprompt_strict\t") and line.endswith("\t2") for line in lines)
