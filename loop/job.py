@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -58,7 +59,7 @@ def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState
     from loop.context import LoopContext
     from loop.evaluation import evaluate_summary
     from loop.runner import run_step
-    from loop.state import load_state
+    from loop.state import load_state, loop_lock
     from model_store import ModelStore
 
     job = store.get(job_id)
@@ -66,7 +67,6 @@ def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState
     def run() -> None:
         target = yaml.safe_load(job.spec_text)
         home = assay_home()
-        state = load_state(home, target["loop"])
         context = LoopContext(
             registry=Registry(registry_root),
             store=ModelStore(model_store_dir()),
@@ -74,14 +74,19 @@ def run_stored_job(store: JobStore, job_id: str, registry_root: str) -> JobState
             evaluate=evaluate_summary,
             log=lambda line: print(line, flush=True),
         )
-        result = run_step(LoopSpec.model_validate(state.spec), state, context, target["step"])
-        store.update(job_id, progress={"phase": "done"}, outputs=_outputs(result))
+        with loop_lock(home, target["loop"]):
+            state = load_state(home, target["loop"])
+            result = run_step(LoopSpec.model_validate(state.spec), state, context, target["step"])
+        store.update(job_id, progress={"phase": "done"}, outputs=_outputs(target["step"], result))
 
     return run_recorded(store, job_id, run)
 
 
-def _outputs(result: dict) -> list[str]:
-    """What a step registered: its datasets' versions and its model."""
+def _outputs(step: str, result: dict[str, Any]) -> list[str]:
+    """What a step registered: its datasets' versions and its model (an evaluation registers
+    none: it stores its results with the model it measured)."""
+    if step.startswith("eval:") or step == "gates":
+        return []
     outputs = list(result.get("outputs", {}).values())
     return outputs + ([result["model"]] if "model" in result else [])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loop.context import LoopContext, resolve_path, split_ref
+from loop.context import LoopContext, LoopStepError, resolve_path, split_ref
 from loop.data import dataset_ref, run_pipeline
 from loop.spec import LoopSpec, RefinementCandidate
 from loop.state import LoopState
@@ -36,8 +36,11 @@ def refine_trial(step: str, spec: LoopSpec, state: LoopState, context: LoopConte
         before = accepted(refinement, done)
         mix = [*before["mix"], added]
     model = spec.model_name(role)
-    if context.store.has(model):  # trained by a run killed before it saved the step: its own mix
-        ref = context.store.record(model)["lineage"]["datasets"][0]
+    if context.store.has(model):  # trained by a run killed before it saved the step, on this mix?
+        ref = (context.store.record(model).get("lineage", {}).get("datasets") or ["?"])[0]
+        sources = context.registry.open(ref).info.lineage.sources if ref != "?" else []
+        if sources != [context.registry.open(r).ref for r in mix]:
+            raise LoopStepError(f"a model named {model!r} is stored but was not trained on the mix {mix}")
     else:
         ref = register_mix(context.registry, f"{refinement.output}-trials", mix).ref
     trained = train(spec.start, ref, refinement.train, model, spec, context)

@@ -310,7 +310,31 @@ class LoopSpec(StrictModel):
                 raise ValueError("merge needs at least two experts")
             if self.merge.weights is not None and len(self.merge.weights) != len(self.experts):
                 raise ValueError("merge.weights needs one weight per expert")
+        elif self.polish is not None and len(self.experts) > 1:
+            raise ValueError("polish starts from the soup: with several experts it needs merge")
+        self._check_names()
         return self
+
+    def _check_names(self) -> None:
+        """Every name becomes part of store names and step keys: each must be a valid name, and
+        no two steps or models may end up with the same key (an expert called `soup` would)."""
+        named = [("data", d.name) for d in self.data] + [("experts", e.name) for e in self.experts]
+        named += [("polish.rounds", r.name) for r in self.polish.rounds] if self.polish else []
+        named += (
+            [("refinement.candidates", c.name) for c in self.refinement.candidates] if self.refinement else []
+        )
+        for where, name in named:
+            if not NAME_PATTERN.match(name):
+                raise ValueError(f"{where}: {name!r}: lowercase letters, digits, '.', '_', '-'")
+        from loop.names import planned_models
+        from loop.runner import step_names  # both import this module: imported when called
+
+        for kind, keys in (("steps", step_names(self)), ("models", planned_models(self))):
+            repeated = sorted({key for key in keys if keys.count(key) > 1})
+            if repeated:
+                raise ValueError(
+                    f"two {kind} would both be {repeated[0]!r}: rename one of the names it comes from"
+                )
 
     def model_name(self, role: str) -> str:
         """The store name of one of the loop's models (`<loop>-<role>`)."""

@@ -7,9 +7,12 @@ rename) after every step, so a killed loop leaves the state of its last finished
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,3 +101,24 @@ def load_state(home: Path, name: str) -> LoopState:
         steps={step: StepRecord(**record) for step, record in raw["steps"].items()},
         created_at=raw["created_at"],
     )
+
+
+@contextlib.contextmanager
+def loop_lock(home: Path, name: str) -> Iterator[None]:
+    """Hold loop `name` while its steps run (load the state inside): two processes running one
+    loop would each rewrite the whole state file, the last dropping the other's steps.
+
+    Raises:
+        LoopSpecError: another process holds it (`assay loop run/resume`, or a step job).
+    """
+    path = loops_dir(home) / name / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LoopSpecError(f"loop {name!r} is running in another process; wait for it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

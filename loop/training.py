@@ -24,13 +24,10 @@ def train_expert(
         return train(spec.start, ref, {**expert.train, "seed": seed}, output, spec, context)
     if expert.seeds is None:
         return train(spec.start, ref, expert.train, sft_model(spec, expert), spec, context)
-    from trainer.merging.schemes import merge_linear_to_store
-
     runs = [spec.model_name(f"{expert.name}-seed-{s}") for s in expert.seeds]
     weights = [1.0 / len(runs)] * len(runs)
     name = sft_model(spec, expert)
-    if not context.store.has(name):
-        merge_linear_to_store(context.store, runs, weights, name=name)
+    linear_merge(context, name, runs, weights)
     return {"model": name, "experts": runs, "weights": weights, "dataset": ref}
 
 
@@ -84,18 +81,14 @@ def train(
 
 def interpolate(spec: LoopSpec, polished: str, context: LoopContext) -> dict[str, Any]:
     """WARP's linear interpolation toward the start of polish: base + eta * (polished - base)."""
-    from trainer.merging.schemes import merge_linear_to_store
-
     assert spec.polish is not None and spec.polish.interpolation is not None
     eta, base, name = spec.polish.interpolation, merged_model(spec), spec.model_name("final")
-    if not context.store.has(name):
-        merge_linear_to_store(context.store, [polished, base], [eta, 1 - eta], name=name)
+    linear_merge(context, name, [polished, base], [eta, 1 - eta])
     return {"model": name, "experts": [polished, base], "weights": [eta, 1 - eta]}
 
 
 def merge(spec: LoopSpec, without: str | None, state: LoopState, context: LoopContext) -> dict[str, Any]:
-    from trainer.merging.schemes import merge_linear_to_store
-
+    """The soup of the experts (given or searched weights), or the soup without one expert."""
     assert spec.merge is not None
     experts = [e.name for e in spec.experts]
     weights = spec.merge.weights or [1.0 / len(experts)] * len(experts)
@@ -108,11 +101,29 @@ def merge(spec: LoopSpec, without: str | None, state: LoopState, context: LoopCo
         rest = sum(weights[i] for i in kept)
         experts, weights = [experts[i] for i in kept], [weights[i] / rest for i in kept]
     name = spec.model_name("soup" if without is None else f"without-{without}")
-    if not context.store.has(name):
-        merge_linear_to_store(
-            context.store, [spec.model_name(e) for e in experts], weights, name=name, normalize=True
-        )
+    linear_merge(context, name, [spec.model_name(e) for e in experts], weights)
     return {"model": name, "experts": experts, "weights": weights}
+
+
+def linear_merge(context: LoopContext, name: str, models: list[str], weights: list[float]) -> None:
+    """Store the linear merge `name` of stored `models`; or adopt the one a run killed before it
+    saved its step stored, when its lineage shows the same models and weights.
+
+    Raises:
+        LoopStepError: a model called `name` is stored but is another merge.
+    """
+    from trainer.merging.schemes import merge_linear_to_store
+
+    if not context.store.has(name):
+        merge_linear_to_store(context.store, models, weights, name=name)
+        return
+    stored = context.store.record(name).get("lineage", {}).get("merge") or {}
+    same_models = [identity.split("#")[0] for identity in stored.get("models", [])] == models
+    same_weights = len(stored.get("weights", [])) == len(weights) and all(
+        abs(a - b) < 1e-6 for a, b in zip(stored["weights"], weights, strict=True)
+    )
+    if not (same_models and same_weights):
+        raise LoopStepError(f"a model named {name!r} is stored but is not the merge of {models} by {weights}")
 
 
 def search_soup(spec: LoopSpec, initial: list[float], context: LoopContext) -> dict[str, Any]:

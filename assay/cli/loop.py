@@ -39,6 +39,18 @@ def _run(spec: LoopSpec, state: LoopState, context: LoopContext) -> None:
     _print_state(spec, state)
 
 
+def _pending_step_jobs(name: str) -> list[str]:
+    """Ids of this loop's step jobs still queued or running."""
+    import yaml
+
+    from assay.cli.jobs import open_job_store
+    from datagen.jobs.store import JobState
+    from loop.job import JOB_KIND
+
+    jobs = open_job_store().list([JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING])
+    return [j.id for j in jobs if j.kind == JOB_KIND and yaml.safe_load(j.spec_text).get("loop") == name]
+
+
 SpecArg = Annotated[Path, typer.Argument(help="Loop spec (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")]
 PriorityOpt = Annotated[int, typer.Option(help="Priority of the step jobs (higher runs first).")]
@@ -69,7 +81,7 @@ def run(
     ] = False,
 ) -> None:
     """Check the whole spec, then run every step; a failed step can be resumed."""
-    from loop.state import save_state
+    from loop.state import loop_lock, save_state
 
     context = _context()
     spec, state = _new_loop(spec_path, set_, context)
@@ -78,8 +90,9 @@ def run(
 
         console.print(f"loop {spec.name}: the spec checks out; steps: {', '.join(step_names(spec))}")
         return
-    save_state(context.home, state)
-    _run(spec, state, context)
+    with loop_lock(context.home, spec.name):
+        save_state(context.home, state)
+        _run(spec, state, context)
 
 
 @app.command("submit")
@@ -116,17 +129,24 @@ def resume(
     """Continue a loop from its first step not done (its frozen spec, not the file's)."""
     from loop.check import check_loop
     from loop.runner import step_names
-    from loop.spec import LoopSpec
-    from loop.state import load_state
+    from loop.spec import LoopSpec, LoopSpecError
+    from loop.state import load_state, loop_lock
 
     context = _context()
-    state = load_state(context.home, name)
-    spec = LoopSpec.model_validate(state.spec)
-    check_loop(spec, Path(state.spec_dir), context, resuming=True)
-    if jobs:
-        _submit(spec, state.spec_dir, [step for step in step_names(spec) if not state.done(step)], priority)
-        return
-    _run(spec, state, context)
+    pending = _pending_step_jobs(name)
+    if pending:
+        raise LoopSpecError(f"loop {name!r} has step jobs queued or running ({pending[0]} ...); "
+                            "`assay jobs worker` runs them, `assay jobs cancel` stops them")  # fmt: skip
+    with loop_lock(context.home, name):
+        state = load_state(context.home, name)
+        spec = LoopSpec.model_validate(state.spec)
+        check_loop(spec, Path(state.spec_dir), context, resuming=True)
+        if jobs:
+            _submit(
+                spec, state.spec_dir, [step for step in step_names(spec) if not state.done(step)], priority
+            )
+            return
+        _run(spec, state, context)
 
 
 @app.command("show")

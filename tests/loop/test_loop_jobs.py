@@ -66,7 +66,7 @@ def test_each_step_runs_as_a_job_and_a_failed_step_resumes_as_jobs(
     assert states["eval:a"].error == f"job {states['expert:a'].id} it waited for is failed"
     saved = load_state(home, "job-loop")
     assert saved.steps["eval:start"].status == "done" and saved.steps["expert:a"].status == "failed"
-    assert states["eval:start"].outputs == [str(tiny_model)]  # the model it evaluated
+    assert states["eval:start"].outputs == []  # an evaluation registers nothing
 
     # Remove the squatter; resuming as jobs queues only the steps not done, and they finish.
     shutil.rmtree(store.path("job-loop-a"))
@@ -77,5 +77,9 @@ def test_each_step_runs_as_a_job_and_a_failed_step_resumes_as_jobs(
     saved = load_state(home, "job-loop")
     assert [step for step, record in saved.steps.items() if record.status == "done"] == STEPS
     assert store.record("job-loop-a")["lineage"]["datasets"] == [data.ref]
+    expert_jobs = [
+        j for j in JobStore(store_path(str(registry.root))).list() if j.name == "job-loop.expert-a"
+    ]
+    assert sorted(j.outputs for j in expert_jobs) == [[], ["job-loop-a"]]  # failed once, then trained
     shown = assay(env, "loop", "show", "job-loop", "--json")
     assert json.loads(shown.stdout)["steps"]["gates"]["status"] == "done"

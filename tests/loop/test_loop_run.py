@@ -421,3 +421,27 @@ def test_refinement_keeps_a_candidate_only_when_a_critical_dev_metric_improves(
         f"tiny-loop-refine-{r}": "dev" for r in ("base", "good", "weak", "weak-retry")
     }  # decisions read the dev split; the report reads test
     assert splits[str(tiny_model)] == splits["tiny-loop-a"] == "test"
+
+
+def test_a_merge_left_by_a_killed_run_is_adopted_only_when_it_is_the_same_merge(
+    tmp_path: Path, tiny_model: Path, registry: Registry
+) -> None:
+    import shutil
+
+    from loop.training import linear_merge
+    from model_store import ModelLineage
+
+    home = tmp_path / "assay-home"
+    store = ModelStore(home / "models")
+    for name in ("a", "b"):
+        shutil.copytree(tiny_model, tmp_path / name)
+        store.register(name, tmp_path / name, kind="sft", lineage=ModelLineage())
+    ctx = context(registry, store, home)
+    linear_merge(ctx, "soup", ["a", "b"], [0.5, 0.5])
+    created = store.record("soup")["created_at"]
+    linear_merge(ctx, "soup", ["a", "b"], [0.5, 0.5])  # a resumed step: adopted, not merged again
+    assert store.record("soup")["created_at"] == created
+    with pytest.raises(LoopStepError, match="'soup' is stored but is not the merge of"):
+        linear_merge(ctx, "soup", ["a", "b"], [0.3, 0.7])
+    with pytest.raises(LoopStepError, match="'soup' is stored but is not the merge of"):
+        linear_merge(ctx, "soup", ["b", "a"], [0.5, 0.5])

@@ -43,6 +43,31 @@ def write_spec(folder: Path, **fields: object) -> Path:
         ),
         ({"name": "Bad Name"}, "lowercase letters"),
         ({"experts": [{"name": "a", "domain": "ifeval", "dataset": "d@1"}] * 2}, "expert names repeat: a"),
+        (
+            {"experts": [{"name": "start", "domain": "ifeval", "dataset": "d@1"}]},
+            "two steps would both be 'eval:start'",
+        ),
+        (
+            {
+                "experts": [
+                    {"name": "a", "domain": "ifeval", "dataset": "d@1", "seeds": [1, 2]},
+                    {"name": "a-seed-1", "domain": "xstest", "dataset": "d@1"},
+                ],
+                "merge": {},
+            },
+            "two models would both be 'tiny-loop-a-seed-1'",
+        ),
+        ({"experts": [{"name": "If", "domain": "ifeval", "dataset": "d@1"}]}, "experts: 'If': lowercase"),
+        (
+            {
+                "experts": [
+                    {"name": "a", "domain": "ifeval", "dataset": "d@1"},
+                    {"name": "b", "domain": "xstest", "dataset": "d@1"},
+                ],
+                "polish": {"rounds": [{"name": "r", "dataset": "d@1"}]},
+            },
+            "polish starts from the soup",
+        ),
     ],
 )
 def test_invalid_specs_are_refused_naming_the_field(tmp_path: Path, fields: dict, message: str) -> None:
@@ -180,3 +205,14 @@ def test_example_loops_are_valid_and_their_pipelines_load(example: Path) -> None
     produced = data_outputs(spec, example.parent)  # every data step's pipeline spec loads
     assert set(produced) >= {"ifeval-sft", "verified-code-sft"}
     assert step_names(spec)[-1] == "gates"
+
+
+def test_a_loop_runs_in_one_process_at_a_time(tmp_path: Path) -> None:
+    from loop.state import loop_lock
+
+    with loop_lock(tmp_path, "busy"):
+        with pytest.raises(LoopSpecError, match="'busy' is running in another process"):
+            with loop_lock(tmp_path, "busy"):
+                pass
+    with loop_lock(tmp_path, "busy"):  # released
+        pass
