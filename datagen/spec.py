@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, ValidationError, create_model, model_validator
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
 
 from assay.config import StrictModel, apply_overrides, describe_validation_error, read_yaml_mapping
 from assay.errors import AssayError
@@ -63,6 +63,13 @@ class RaySpec(StrictModel):
         description="Fail the job when no block moves through it for this long (-1: never). Ray "
         "Data's own default, 1800 s, is shorter than one batch of long generations on a CPU.",
     )
+
+    @field_validator("stall_timeout_s")
+    @classmethod
+    def _positive_or_never(cls, value: float) -> float:
+        if value <= 0 and value != -1:
+            raise ValueError("give a number of seconds above 0, or -1 for never")
+        return value
 
 
 class PipelineSpec(StrictModel):

@@ -129,11 +129,12 @@ class SandboxWorker(ABC):
             return results
 
         out = process_table(table, stage.name, stage.reads, stage.writes, rows)
+        errors = out[ERROR_COLUMN].to_pylist()  # rows process_table failed keep their values
         for name, arrow_type in stage.writes.items():
             values = out[name].to_pylist()
             for index, result in zip(pending, results, strict=True):
-                if isinstance(result, dict):
-                    values[index] = result[name]
+                if isinstance(result, dict) and errors[index] is None:
+                    values[index] = result.get(name)
             out = set_column(out, name, pa.array(values, type=arrow_type))
         return out
 

@@ -45,3 +45,13 @@ def test_a_registered_source_is_cut_into_blocks_of_a_batch(registry, ray_local: 
     assert blocks.count() == 30
     sizes = [b.num_rows for b in blocks.iter_batches(batch_size=None, batch_format="pyarrow")]
     assert blocks.num_blocks() == 3 and sizes == [10, 10, 10]
+
+
+def test_the_stall_timeout_is_positive_or_never() -> None:
+    from pydantic import ValidationError
+
+    from datagen.spec import RaySpec
+
+    assert RaySpec().stall_timeout_s == 6 * 3600 and RaySpec(stall_timeout_s=-1).stall_timeout_s == -1
+    with pytest.raises(ValidationError, match="above 0, or -1 for never"):
+        RaySpec(stall_timeout_s=0)
