@@ -369,6 +369,11 @@ def worker(
     )
     store = open_job_store()
     console.print(f"worker on {store.path}: {capacity.describe()}")
-    ran = Worker(store, _registry_root(), capacity, in_process=in_process, poll_s=poll,
-                 log=console.print).run(until_idle=until_idle, max_jobs=max_jobs)  # fmt: skip
+    from datagen.jobs.worker import PIPELINE_RUNNERS
+    from loop.job import JOB_KIND
+
+    runners = {**PIPELINE_RUNNERS, JOB_KIND: "loop.job"}  # a loop's steps (assay loop submit)
+    worker = Worker(store, _registry_root(), capacity, in_process=in_process, poll_s=poll,
+                    log=console.print, runners=runners)  # fmt: skip
+    ran = worker.run(until_idle=until_idle, max_jobs=max_jobs)
     console.print(f"worker done: started {ran} job(s)")

@@ -54,6 +54,11 @@ def _pending_step_jobs(name: str) -> list[str]:
 SpecArg = Annotated[Path, typer.Argument(help="Loop spec (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY=VALUE.")]
 PriorityOpt = Annotated[int, typer.Option(help="Priority of the step jobs (higher runs first).")]
+CpusOpt = Annotated[
+    float | None,
+    typer.Option(help="CPUs each step job holds (default: all: steps train and evaluate on all)."),
+]
+MemOpt = Annotated[float, typer.Option("--memory-gb", help="Memory (GiB) each step job holds.")]
 
 
 def _new_loop(spec_path: Path, set_: list[str] | None, context: LoopContext) -> tuple[LoopSpec, LoopState]:
@@ -96,7 +101,13 @@ def run(
 
 
 @app.command("submit")
-def submit(spec_path: SpecArg, set_: SetOpt = None, priority: PriorityOpt = 0) -> None:
+def submit(
+    spec_path: SpecArg,
+    set_: SetOpt = None,
+    priority: PriorityOpt = 0,
+    cpus: CpusOpt = None,
+    memory_gb: MemOpt = 0,
+) -> None:
     """Check the whole spec, then queue every step as a job (each after the one before) for
     `assay jobs worker`."""
     from loop.runner import step_names
@@ -105,17 +116,24 @@ def submit(spec_path: SpecArg, set_: SetOpt = None, priority: PriorityOpt = 0) -
     context = _context()
     spec, state = _new_loop(spec_path, set_, context)
     save_state(context.home, state)
-    _submit(spec, str(spec_path.resolve()), step_names(spec), priority)
+    _submit(spec, str(spec_path.resolve()), step_names(spec), priority, cpus, memory_gb)
 
 
-def _submit(spec: LoopSpec, spec_path: str, steps: list[str], priority: int) -> None:
+def _submit(
+    spec: LoopSpec, spec_path: str, steps: list[str], priority: int, cpus: float | None, memory_gb: float
+) -> None:
     from assay.cli.jobs import open_job_store
+    from datagen.jobs.store import Resources
+    from datagen.jobs.worker import check_fits, machine_resources
     from loop.job import submit_steps
 
     if not steps:
         console.print(f"loop {spec.name}: every step is done")
         return
-    jobs = submit_steps(open_job_store(), spec_path, spec.name, steps, priority=priority)
+    machine = machine_resources()
+    resources = Resources(cpus=cpus if cpus is not None else machine.cpus, memory_gb=memory_gb)
+    check_fits(resources, machine)
+    jobs = submit_steps(open_job_store(), spec_path, spec.name, steps, priority=priority, resources=resources)
     console.print(f"loop {spec.name}: queued {len(jobs)} step jobs, {jobs[0].id} ... {jobs[-1].id}; "
                   "run them with `assay jobs worker`", highlight=False, soft_wrap=True)  # fmt: skip
 
@@ -125,6 +143,8 @@ def resume(
     name: Annotated[str, typer.Argument(help="Loop name.")],
     jobs: Annotated[bool, typer.Option("--jobs", help="Queue the steps not done as jobs instead.")] = False,
     priority: PriorityOpt = 0,
+    cpus: CpusOpt = None,
+    memory_gb: MemOpt = 0,
 ) -> None:
     """Continue a loop from its first step not done (its frozen spec, not the file's)."""
     from loop.check import check_loop
@@ -142,9 +162,8 @@ def resume(
         spec = LoopSpec.model_validate(state.spec)
         check_loop(spec, Path(state.spec_dir), context, resuming=True)
         if jobs:
-            _submit(
-                spec, state.spec_dir, [step for step in step_names(spec) if not state.done(step)], priority
-            )
+            left = [step for step in step_names(spec) if not state.done(step)]
+            _submit(spec, state.spec_dir, left, priority, cpus, memory_gb)
             return
         _run(spec, state, context)
 

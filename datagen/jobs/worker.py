@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from datagen.jobs.store import FINAL_STATES, JobRecord, JobState, JobStore, Reso
 
 KILL_GRACE_S = 5.0
 # The module each kind of job runs in (`python -m MODULE JOB --store DB --registry ROOT`); each
-# has `run_stored_job(store, job_id, registry_root)`. A kind's module may live in a package above
-# this one (a loop's steps): it is named here, never imported at module level.
-RUNNER_MODULES = {"pipeline": "datagen.jobs.runner", "retry": "datagen.jobs.runner", "loop-step": "loop.job"}
+# has `run_stored_job(store, job_id, registry_root)`. Packages above this one add their kinds
+# when they start a worker (`assay jobs worker` adds the loop's steps).
+PIPELINE_RUNNERS: dict[str, str] = {"pipeline": "datagen.jobs.runner", "retry": "datagen.jobs.runner"}
 
 
 def machine_resources() -> Resources:
@@ -91,9 +92,11 @@ class Worker:
         in_process: bool = False,
         poll_s: float = 0.5,
         log: object = print,
+        runners: Mapping[str, str] = PIPELINE_RUNNERS,
     ) -> None:
         self.store, self.registry_root, self.capacity = store, registry_root, capacity
         self.in_process, self.poll_s, self.log = in_process, poll_s, log
+        self.runners = dict(runners)  # job kind -> the module that runs it
         self.running: dict[str, _Running] = {}
 
     def run(self, *, until_idle: bool = False, max_jobs: int | None = None) -> int:
@@ -149,7 +152,11 @@ class Worker:
 
     def _start(self, job: JobRecord) -> None:
         self.log(f"starting {job.id} (priority {job.priority}, attempt {job.attempts})")
-        module = RUNNER_MODULES[job.kind]
+        module = self.runners.get(job.kind)
+        if module is None:
+            record = self.store.finish(job.id, JobState.FAILED, f"this worker runs no {job.kind} jobs")
+            self.log(f"{job.id}: {record.state} ({record.error})")
+            return
         if self.in_process:
             state = importlib.import_module(module).run_stored_job(self.store, job.id, self.registry_root)
             self.log(f"{job.id}: {state}")

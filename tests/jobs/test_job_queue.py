@@ -181,3 +181,13 @@ def test_a_bad_spec_or_an_oversized_request_is_refused_in_one_line(tmp_path: Pat
     (job,) = as_json["jobs"]
     shown = json.loads(run_cli("jobs", "show", job["id"], "--json", registry=reg).stdout)
     assert shown["id"] == job["id"] and shown["state"] == "queued" and shown["spec_hash"] == job["spec_hash"]
+
+
+def test_a_job_of_a_kind_the_worker_does_not_run_fails_with_the_reason(tmp_path: Path) -> None:
+    reg = tmp_path / "registry"
+    store = JobStore(store_path(str(reg)))
+    job = store.submit(name="a-loop.gates", kind="loop-step", spec_path="loop.yaml",
+                       spec_text="{loop: a-loop, step: gates}\n", overrides=[])  # fmt: skip
+    Worker(store, str(reg), Resources(cpus=2), in_process=True, poll_s=0.05).run(until_idle=True)
+    failed = store.get(job.id)
+    assert failed.state == JobState.FAILED and failed.error == "this worker runs no loop-step jobs"

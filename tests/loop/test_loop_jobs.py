@@ -51,6 +51,7 @@ def test_each_step_runs_as_a_job_and_a_failed_step_resumes_as_jobs(
     assert [yaml.safe_load(job.spec_text)["step"] for job in jobs] == STEPS
     assert [job.after for job in jobs] == [None] + [job.id for job in jobs[:-1]]  # a chain
     assert {job.kind for job in jobs} == {"loop-step"}
+    assert {job.cpus for job in jobs} == {float(os.cpu_count() or 1)}  # a step trains on every CPU
 
     # A model already stored under the expert's name makes `expert:a` fail when it runs.
     store = ModelStore(home / "models")
