@@ -33,10 +33,12 @@ class LoopContext:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
+    """`NAME@VERSION` as (NAME, VERSION); no version is `latest`."""
     name, _, version = ref.partition("@")
     return name, version or "latest"
 
 
 def resolve_path(spec_dir: Path, relative: str) -> Path:
+    """A path from a spec, relative to the spec's folder unless absolute."""
     path = Path(relative).expanduser()
     return path if path.is_absolute() else spec_dir / path

@@ -32,6 +32,7 @@ def train_expert(
 
 
 def prefer(expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopContext) -> dict[str, Any]:
+    """Preference training of an expert from its SFT model, into the expert's own name."""
     assert expert.preference is not None
     ref = dataset_ref(expert.preference.dataset, spec, state)
     base = sft_model(spec, expert)
@@ -41,6 +42,7 @@ def prefer(expert: ExpertStep, spec: LoopSpec, state: LoopState, context: LoopCo
 def polish_train(
     round_: PolishRound, label: str, newest: str, spec: LoopSpec, state: LoopState, context: LoopContext
 ) -> dict[str, Any]:
+    """Train the newest model on a polish round's data (its own pipeline's, or as named)."""
     if round_.pipeline is not None:
         ref = state.result(f"polish:{label}:data")["outputs"][split_ref(round_.dataset)[0]]
     else:
@@ -49,7 +51,7 @@ def polish_train(
 
 
 def train(
-    base: str, ref: str, train: dict[str, Any], output: str, spec: LoopSpec, context: LoopContext
+    base: str, ref: str, fields: dict[str, Any], output: str, spec: LoopSpec, context: LoopContext
 ) -> dict[str, Any]:
     """Train `base` on the dataset version `ref` into the stored model `output`, unless the
     dataset overlaps an evaluation set beyond the gate, or `output` is stored already (adopted
@@ -66,7 +68,7 @@ def train(
         if record.get("lineage", {}).get("datasets") == [version.ref]:
             return {"model": output, "base": base, "dataset": version.ref, "adopted": True}
         raise LoopStepError(f"a model named {output!r} is stored but was not trained on {version.ref}")
-    config = TrainConfig.model_validate({**train, "model": base, "dataset": version.ref, "output": output})
+    config = TrainConfig.model_validate({**fields, "model": base, "dataset": version.ref, "output": output})
     result = run_training(
         prepare_training(config, context.registry, context.store), context.store, log=context.log
     )
