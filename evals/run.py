@@ -18,7 +18,7 @@ from typing import Any
 from evals.base import EvalError, Generator, Suite, SuiteResult
 from evals.results import StoredRun, store_result
 from evals.suites import SUITES, resolve_suites
-from model_store import ModelStore
+from model_store import LATEST, ModelStore
 
 
 @dataclass
@@ -46,6 +46,11 @@ def build_suite(name: str, **options: Any) -> Suite:
     if split not in (None, "test") and "split" not in accepted:
         raise EvalError(f"suite {name!r} has no {split} split")
     return cls(**{k: v for k, v in options.items() if v is not None and k in accepted})
+
+
+def concrete_name(store: ModelStore, model: str) -> str:
+    """`NAME@latest` as the stored model it names now (results are stored with that one)."""
+    return store.resolve(model).ref if model.endswith(LATEST) else model
 
 
 def evaluate(
@@ -138,6 +143,7 @@ def evaluate_model(
         raise EvalError(f"--backend must be hf or vllm, got {backend!r}")
     resolve_suites(list(suites))  # an unknown suite fails before the model loads
     store = store or ModelStore(model_store_dir())
+    model = concrete_name(store, model)
     raw: dict[str, Any] = {"backend": backend, "model": model}
     if batch_size is not None:
         raw["batch_size"] = batch_size

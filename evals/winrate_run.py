@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from evals.base import Conversation, EvalError, SuiteResult
 from evals.results import store_result
-from evals.run import SuiteRun
+from evals.run import SuiteRun, concrete_name
 from evals.suites.common import interleave, sampling_settings, user_turn
 from evals.winrate import WinRateReport, reward_win_rate
 from model_store import ModelStore, ModelStoreError
@@ -173,6 +173,7 @@ def run_win_rate(
     if backend not in ("hf", "vllm"):
         raise EvalError(f"--backend must be hf or vllm, got {backend!r}")
     store = store or ModelStore(model_store_dir())
+    model, reference = concrete_name(store, model), concrete_name(store, reference)
     rm_path = check_models(model, reference, reward_model, store)
     ours, theirs = (
         _generator(ref, backend, batch_size, threads, store, cache_uri, progress)

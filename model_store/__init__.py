@@ -7,6 +7,7 @@ merger and the reward model register, and the models every engine and stage reso
 from model_store.store import (
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
+    LATEST,
     META_FILE,
     EmbeddedModel,
     ModelLineage,
@@ -20,6 +21,7 @@ from model_store.store import (
 __all__ = [
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
+    "LATEST",
     "META_FILE",
     "EmbeddedModel",
     "ModelLineage",

@@ -182,5 +182,8 @@ def test_name_at_latest_resolves_to_the_newest_round_of_a_family(tmp_path: Path)
     resolved = store.resolve("policy@latest")
     assert resolved.ref == "policy-10" and resolved.path == store.path("policy-10")  # 10 > 2, not text order
     assert store.resolve("policy-sft@latest").ref == "policy-sft"  # a family of one: round 0
+    from evals.run import concrete_name  # evaluations store their results with the concrete model
+
+    assert concrete_name(store, "policy@latest") == "policy-10" and concrete_name(store, "policy") == "policy"
     with pytest.raises(ModelStoreError, match=r"model nothing@latest: no stored model named 'nothing'"):
         store.resolve("nothing@latest")
