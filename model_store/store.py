@@ -238,11 +238,8 @@ class ModelStore:
             ModelStoreError: no model of the family is stored.
         """
         rounds = re.compile(rf"{re.escape(family)}(?:-(\d+))?")
-        found = [
-            (int(match.group(1) or 0), record["name"])
-            for record in self.list()
-            if (match := rounds.fullmatch(record["name"])) is not None
-        ]
+        names = [path.parent.name for path in self.root.glob(f"*/{META_FILE}")]
+        found = [(int(match.group(1) or 0), name) for name in names if (match := rounds.fullmatch(name))]
         if not found:
             raise ModelStoreError(f"model {family}@latest: no stored model named {family!r} or {family}-<n>")
         return max(found)[1]
