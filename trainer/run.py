@@ -144,7 +144,9 @@ def run_training(
         items = build_items(config, tokenizer, prepared.dataset)
         if not items:
             raise TrainConfigError(f"dataset {prepared.dataset.ref} has no trainable rows")
-        log(f"training {config.method} on {len(items)} {'pairs' if config.is_preference else 'rows'}")
+        what = "pairs" if config.is_preference else ("packed sequences" if config.packing else "rows")
+        dataset = prepared.dataset
+        log(f"training {config.method} on {len(items)} {what} of {dataset.ref} ({dataset.num_rows} rows)")
         if config.num_workers == 1:
             metrics = _train_shard(config, model, tokenizer, items, log, on_step)
             model.save_pretrained(out)
