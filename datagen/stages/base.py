@@ -170,6 +170,14 @@ class Stage(ABC, Generic[SpecT]):
         """Add this stage to the dataset's plan."""
 
 
+def finished_rows(result: ray.data.Dataset, columns: Sequence[str]) -> list[Row]:
+    """The rows of a job's result that no stage failed, with `columns` only (for stage metrics)."""
+    rows: list[Row] = []
+    for batch in result.select_columns([*columns, ERROR_COLUMN]).iter_batches(batch_format="pyarrow"):
+        rows += [row for row in batch.to_pylist() if row[ERROR_COLUMN] is None]
+    return rows
+
+
 def run_rows_isolated(rows: Sequence[Row], process: Callable[[Row], Row]) -> list[RowResult]:
     """Apply `process` to each row, capturing an exception as that row's result."""
     results: list[RowResult] = []

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from datagen.stages.base import ERROR_COLUMN, BuildContext, Row, RowStage, StageSpec
+from datagen.stages.base import BuildContext, Row, RowStage, StageSpec, finished_rows
 from datagen.stages.registry import register_stage
 from judges.refusal import classify_refusal
 
@@ -154,14 +154,11 @@ class ReformulationCheckStage(RowStage[ReformulationCheckStageSpec]):
         """Reformulations kept, and why the others were dropped."""
         drops: Counter[str] = Counter()
         kept = total = 0
-        for batch in result.select_columns(["reformulated", "reformulation_drop", ERROR_COLUMN]).iter_batches(
-            batch_format="pyarrow"
-        ):
-            for row in batch.to_pylist():
-                if row[ERROR_COLUMN] is not None or row["reformulated"] is None:
-                    continue
-                total += 1
-                kept += bool(row["reformulated"])
-                if row["reformulation_drop"]:
-                    drops[row["reformulation_drop"]] += 1
+        for row in finished_rows(result, ["reformulated", "reformulation_drop"]):
+            if row["reformulated"] is None:
+                continue
+            total += 1
+            kept += bool(row["reformulated"])
+            if row["reformulation_drop"]:
+                drops[row["reformulation_drop"]] += 1
         return {"reformulations": total, "kept": kept, "dropped": dict(sorted(drops.items()))}

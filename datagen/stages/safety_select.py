@@ -30,7 +30,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from datagen.stages.base import ERROR_COLUMN, BuildContext, Row, RowStage
+from datagen.stages.base import BuildContext, Row, RowStage, finished_rows
 from datagen.stages.registry import register_stage
 from datagen.stages.selection import SELECTION_TYPES, SelectionStageSpec, selected_columns
 from judges.refusal import classify_refusal, no_apology, strip_apology
@@ -182,9 +182,7 @@ class SafetySelectStage(RowStage[SafetySelectStageSpec]):
     def metrics(self, result: Any) -> dict[str, Any]:
         """Rows per set and their ratio, teacher behaviour before selection, apology rates."""
         columns = ["behaviours", "apologies", "scores", "messages", "chosen", "chosen_origin", "drop_reason"]
-        rows: list[Row] = []
-        for batch in result.select_columns([*columns, ERROR_COLUMN]).iter_batches(batch_format="pyarrow"):
-            rows += [r for r in batch.to_pylist() if r[ERROR_COLUMN] is None and r["behaviours"] is not None]
+        rows = [r for r in finished_rows(result, columns) if r["behaviours"] is not None]
         return summarise_safety(rows)
 
 

@@ -30,10 +30,10 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from datagen.stages.base import (
-    ERROR_COLUMN,
     BuildContext,
     Row,
     RowResult,
+    finished_rows,
     run_rows_isolated,
 )
 from datagen.stages.registry import register_stage
@@ -406,15 +406,8 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
 
     def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
         """Survival per step, samples kept, tests per kept sample and the mean mutation score."""
-        stats: list[dict[str, Any]] = []
-        for batch in result.select_columns(["test_synthesis", ERROR_COLUMN]).iter_batches(
-            batch_format="pyarrow"
-        ):
-            stats += [
-                r["test_synthesis"]
-                for r in batch.to_pylist()
-                if r[ERROR_COLUMN] is None and r["test_synthesis"]
-            ]
+        rows = finished_rows(result, ["test_synthesis"])
+        stats = [r["test_synthesis"] for r in rows if r["test_synthesis"]]
         if not stats:
             return {}
         totals = {step: sum(s[step] for s in stats) for step in STEPS}

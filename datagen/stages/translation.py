@@ -32,13 +32,13 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from datagen.stages.base import (
-    ERROR_COLUMN,
     LIGHT_TASK_CPUS,
     BuildContext,
     Row,
     RowResult,
     Stage,
     StageSpec,
+    finished_rows,
 )
 from datagen.stages.code_problems import first_call
 from datagen.stages.code_select import explode_rows
@@ -342,13 +342,7 @@ class TranslationCheckStage(SandboxStage[TranslationCheckStageSpec]):
 
     def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
         """Per target language: rows, kept rows, completions surviving each step, drop reasons."""
-        stats: list[dict[str, Any]] = []
-        for batch in result.select_columns(["translation", ERROR_COLUMN]).iter_batches(
-            batch_format="pyarrow"
-        ):
-            stats += [
-                r["translation"] for r in batch.to_pylist() if r[ERROR_COLUMN] is None and r["translation"]
-            ]
+        stats = [r["translation"] for r in finished_rows(result, ["translation"]) if r["translation"]]
         if not stats:
             return {}
         by_language: dict[str, dict[str, Any]] = {}
