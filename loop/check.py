@@ -31,7 +31,6 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
         AssayError: the first problem, in one line.
     """
     import eval_sets
-    from datagen.spec import load_spec
     from loop.evaluation import has_dev_split
 
     context.store.resolve(spec.start)
@@ -75,13 +74,7 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
             _check_dataset(f"{where}.dataset", round_.dataset, produced, context)
         else:
             overrides = [*round_.set, *([f"{round_.model_key}={spec.start}"] if round_.model_key else [])]
-            loaded = load_spec(resolve_path(spec_dir, round_.pipeline), overrides)
-            outputs = [output.dataset for output in loaded.spec.outputs]
-            if split_ref(round_.dataset)[0] not in outputs:
-                raise LoopSpecError(
-                    f"{where}.dataset: {round_.dataset!r} is not an output of {round_.pipeline} "
-                    f"({', '.join(outputs)})"
-                )
+            _check_output(f"{where}.dataset", spec_dir, round_.pipeline, overrides, round_.dataset)
         _check_train(f"{where}.train", round_.train, round_.dataset, spec)
     if not resuming:
         for model in planned_models(spec):
@@ -92,7 +85,6 @@ def check_loop(spec: LoopSpec, spec_dir: Path, context: LoopContext, *, resuming
 
 
 def _check_refinement(spec: LoopSpec, spec_dir: Path, produced: dict[str, str], context: LoopContext) -> None:
-    from datagen.spec import load_spec
     from loop.evaluation import has_dev_split
 
     refinement = spec.refinement
@@ -111,14 +103,19 @@ def _check_refinement(spec: LoopSpec, spec_dir: Path, produced: dict[str, str], 
         where = f"refinement.candidates.{candidate.name}"
         _check_dataset(f"{where}.dataset", candidate.dataset, produced, context)
         if candidate.retry is not None:
-            loaded = load_spec(resolve_path(spec_dir, candidate.retry.pipeline), candidate.retry.set)
-            outputs = [output.dataset for output in loaded.spec.outputs]
-            if split_ref(candidate.retry.dataset)[0] not in outputs:
-                raise LoopSpecError(
-                    f"{where}.retry.dataset: {candidate.retry.dataset!r} is not an output of "
-                    f"{candidate.retry.pipeline} ({', '.join(outputs)})"
-                )
+            retry = candidate.retry
+            _check_output(f"{where}.retry.dataset", spec_dir, retry.pipeline, retry.set, retry.dataset)
     _check_train("refinement.train", refinement.train, refinement.base[0], spec)
+
+
+def _check_output(where: str, spec_dir: Path, pipeline: str, overrides: list[str], dataset: str) -> None:
+    """A pipeline spec loads with its overrides, and `dataset` is one of its outputs."""
+    from datagen.spec import load_spec
+
+    loaded = load_spec(resolve_path(spec_dir, pipeline), overrides)
+    outputs = [output.dataset for output in loaded.spec.outputs]
+    if split_ref(dataset)[0] not in outputs:
+        raise LoopSpecError(f"{where}: {dataset!r} is not an output of {pipeline} ({', '.join(outputs)})")
 
 
 def _check_dataset(where: str, ref: str, produced: dict[str, str], context: LoopContext) -> None:
