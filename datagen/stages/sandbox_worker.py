@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import Field
 
 from datagen.stages.base import (
-    ERROR_COLUMN,
     LIGHT_TASK_CPUS,
     BuildContext,
     Row,
@@ -26,7 +25,6 @@ from datagen.stages.base import (
     StageSpec,
     process_table,
     run_rows_isolated,
-    set_column,
 )
 from sandbox.config import SandboxConfig
 
@@ -111,32 +109,9 @@ class SandboxWorker(ABC):
             self.sandbox = None
             sandbox.close()
 
-    # Whether a row's null result replaces its column's earlier value (process_table keeps it):
-    # a stage whose null means "dropped" must not leave the source's value in place.
-    nulls_replace: ClassVar[bool] = False
-
     def __call__(self, table: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
         stage = self.stage
-        if not self.nulls_replace:
-            return process_table(table, stage.name, stage.reads, stage.writes, self.process_rows)
-        pending = [i for i, error in enumerate(table[ERROR_COLUMN].to_pylist()) if error is None]
-        results: list[RowResult] = []
-
-        def rows(batch: list[Row]) -> list[RowResult]:
-            results.extend(self.process_rows(batch))
-            return results
-
-        out = process_table(table, stage.name, stage.reads, stage.writes, rows)
-        errors = out[ERROR_COLUMN].to_pylist()  # rows process_table failed keep their values
-        for name, arrow_type in stage.writes.items():
-            values = out[name].to_pylist()
-            for index, result in zip(pending, results, strict=True):
-                if isinstance(result, dict) and errors[index] is None:
-                    values[index] = result.get(name)
-            out = set_column(out, name, pa.array(values, type=arrow_type))
-        return out
+        return process_table(table, stage.name, stage.reads, stage.writes, self.process_rows)
 
     def map_rows(self, process: Callable[[Row], Row], rows: list[Row]) -> list[RowResult]:
         """`process` on each row, on the actor's threads; a row that raises gets its exception."""

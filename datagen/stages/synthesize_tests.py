@@ -307,9 +307,6 @@ class _SynthesizeWorker(SandboxWorker):
 
     stage: SynthesizeTestsStage
 
-    # Null means "too few tests kept": it must replace the source's tests and verdict.
-    nulls_replace = True
-
     def process_rows(self, rows: list[Row]) -> list[RowResult]:
         spec = self.stage.spec
         limits = spec.sandbox.limits.to_limits()

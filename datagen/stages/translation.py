@@ -268,9 +268,6 @@ class _TranslationWorker(SandboxWorker):
 
     stage: TranslationCheckStage
 
-    # A dropped translation nulls the Python problem's columns, so a `code` output leaves it out.
-    nulls_replace = True
-
     def process_rows(self, rows: list[Row]) -> list[RowResult]:
         from sandbox.verify import verify
 
