@@ -64,7 +64,6 @@ from datagen.stages.base import (
     StageSpec,
     process_table,
     run_rows_isolated,
-    set_column,
 )
 from datagen.stages.reformulate import (
     ReformulationCheckStage,
@@ -574,19 +573,18 @@ class AugmentCheckStage(_DynamicRowStage):
         import ray
 
         self.counter = counter = ray.remote(num_cpus=0)(_Counts).remote()
-        prompt, drop, rows, counts = self.spec.prompt, self.spec.drop_rejected, self.rows, self.counts
+        drop, rows, counts = self.spec.drop_rejected, self.rows, self.counts
 
         def run(table: pa.Table) -> pa.Table:
             out = rows(table)
             # Waited for, so every batch is counted by the time the dataset is materialised.
             ray.get(counter.add.remote(counts(out)))
+            if not drop:  # a rejected row stays, its prompt written null by process_row
+                return out
             rejected = pc.and_(
                 pc.is_null(out[ERROR_COLUMN]), pc.invert(pc.fill_null(out["augmented"], False))
             )
-            if drop:
-                return out.filter(pc.invert(rejected))
-            # process_table keeps the old value where a row writes None: null the rejected prompts here.
-            return set_column(out, prompt, pc.if_else(rejected, pa.scalar(None, pa.string()), out[prompt]))
+            return out.filter(pc.invert(rejected))
 
         return ds.map_batches(run, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
 
