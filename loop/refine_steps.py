@@ -32,8 +32,7 @@ def refine_trial(step: str, spec: LoopSpec, state: LoopState, context: LoopConte
             added = data["outputs"][split_ref(_candidate(spec, candidate).retry.dataset)[0]]
         else:
             added = dataset_ref(_candidate(spec, candidate).dataset, spec, state)
-        done = {name: state.result(name) for name in state.steps if state.done(name)}
-        before = accepted(refinement, done)
+        before = accepted(refinement, state)
         mix = [*before["mix"], added]
     model = spec.model_name(role)
     if context.store.has(model):  # trained by a run killed before it saved the step, on this mix?
@@ -77,9 +76,7 @@ def refine_mix(spec: LoopSpec, state: LoopState, context: LoopContext) -> dict[s
     from loop.refinement import accepted, register_mix
 
     assert spec.refinement is not None
-    current = accepted(
-        spec.refinement, {name: state.result(name) for name in state.steps if state.done(name)}
-    )
+    current = accepted(spec.refinement, state)
     version = register_mix(context.registry, spec.refinement.output, current["mix"])
     return {
         "outputs": {spec.refinement.output: version.ref},

@@ -20,6 +20,7 @@ from datasets_registry import DatasetVersion, Registry
 from datasets_registry.lineage import Lineage
 from loop.gates import PRIMARY_METRICS, Gate, Summary, primary
 from loop.spec import LoopSpecError, RefinementSpec
+from loop.state import LoopState
 
 
 def register_mix(registry: Registry, name: str, refs: list[str]) -> DatasetVersion:
@@ -55,11 +56,10 @@ def trial_steps(refinement: RefinementSpec) -> list[tuple[str, str]]:
     return steps
 
 
-def accepted(refinement: RefinementSpec, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def accepted(refinement: RefinementSpec, state: LoopState) -> dict[str, Any]:
     """The newest accepted trial among finished ones: the base, or the last kept candidate."""
-    current = results["refine:base"]
+    current = state.result("refine:base")
     for step, _ in trial_steps(refinement):
-        result = results.get(step)
-        if result is not None and result.get("kept"):
-            current = result
+        if state.done(step) and state.result(step).get("kept"):
+            current = state.result(step)
     return current
