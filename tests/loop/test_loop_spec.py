@@ -216,3 +216,12 @@ def test_a_loop_runs_in_one_process_at_a_time(tmp_path: Path) -> None:
                 pass
     with loop_lock(tmp_path, "busy"):  # released
         pass
+
+
+def test_a_dev_evaluation_of_a_suite_without_one_is_refused(tiny_model: Path) -> None:
+    from evals.base import EvalError
+    from loop.evaluation import evaluate_summary
+    from loop.spec import EvaluationSpec
+
+    with pytest.raises(EvalError, match="suite 'mgsm' has no dev split"):  # never its test split
+        evaluate_summary(str(tiny_model), EvaluationSpec(suites=["ifeval", "mgsm"], split="dev", limit=1))
