@@ -168,6 +168,37 @@ def resume(
         _run(spec, state, context)
 
 
+@app.command("extend")
+def extend(
+    name: Annotated[str, typer.Argument(help="Loop name.")],
+    spec_path: SpecArg,
+    set_: SetOpt = None,
+) -> None:
+    """Continue a loop under a spec that adds polish rounds or changes its gates: the steps
+    before polish keep their results; polish, its evaluations and the gates run."""
+    from loop.check import check_loop
+    from loop.extend import extend_state
+    from loop.spec import LoopSpecError, load_loop_spec
+    from loop.state import load_state, loop_lock, save_state
+
+    context = _context()
+    if _pending_step_jobs(name):
+        raise LoopSpecError(f"loop {name!r} has step jobs queued or running; wait for them or cancel them")
+    spec, raw = load_loop_spec(spec_path, set_ or [])
+    with loop_lock(context.home, name):
+        state, new_models = extend_state(
+            load_state(context.home, name), spec, raw, spec_path.resolve().parent
+        )
+        stored = [model for model in new_models if context.store.has(model)]
+        if stored:
+            raise LoopSpecError(
+                f"a model named {stored[0]!r} is already stored: rename the loop or remove it"
+            )
+        check_loop(spec, Path(state.spec_dir), context, resuming=True)
+        save_state(context.home, state)
+        _run(spec, state, context)
+
+
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Loop name.")], as_json: JsonOption = False) -> None:
     """Each step's state and wall time, the evaluation table and the gates."""
