@@ -17,8 +17,11 @@ from assay.settings import eval_data_dir
 SPLITS = Path(__file__).resolve().parent / "splits"
 IFEVAL_HELDOUT = SPLITS / "m_ifeval_heldout.json"
 IFEVAL_DEV = SPLITS / "m_ifeval_dev.json"
+MGSM_DEV = SPLITS / "mgsm_dev.json"  # problem indices held out of the test split (eval_sets.dev_splits)
+XSTEST_DEV = SPLITS / "xstest_dev.json"  # XSTest ids held out of the test split (eval_sets.dev_splits)
 SPLIT_NAMES = ("test", "dev")
-DEV_SPLITS = ("ifeval", "humaneval")  # the sets with a dev split, for choices such as merge weights
+# The sets with a dev split, for choices such as merge weights (every suite's set).
+DEV_SPLITS = ("ifeval", "humaneval", "mgsm", "xstest")
 
 IFEVAL_LANGUAGES = ("en", "es", "fr", "ja")
 MGSM_LANGUAGES = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
@@ -108,10 +111,19 @@ def _field(path: Path, number: int, row: dict[str, Any], name: str) -> Any:
     return row[name]
 
 
-def heldout_keys(split: str = "test") -> dict[str, set[int]]:
-    """The m-IFEval keys of each language in a recorded split: `test` (held out) or `dev`."""
+def _check_split(split: str) -> None:
     if split not in SPLIT_NAMES:
         raise EvalDataError(f"no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+
+
+def _recorded_dev(path: Path, field: str) -> set[int]:
+    """The dev keys a split file records (its `field`)."""
+    return set(json.loads(path.read_text())[field])
+
+
+def heldout_keys(split: str = "test") -> dict[str, set[int]]:
+    """The m-IFEval keys of each language in a recorded split: `test` (held out) or `dev`."""
+    _check_split(split)
     recorded = json.loads((IFEVAL_HELDOUT if split == "test" else IFEVAL_DEV).read_text())
     return {language: set(keys) for language, keys in recorded.items()}
 
@@ -150,8 +162,7 @@ def load_humaneval(*, split: str = "test", data_dir: Path | None = None) -> list
     """HumanEval problems of a fixed split: `test`, all 164 in the published order, or `dev`, MBPP's
     validation problems posed as HumanEval problems, ids `MBPP/<task id>` (87; for choices such
     as merge weights; eval_sets.humaneval_dev)."""
-    if split not in SPLIT_NAMES:
-        raise EvalDataError(f"no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+    _check_split(split)
     if split == "dev":
         from eval_sets.humaneval_dev import load_humaneval_dev  # it builds on this module
 
@@ -169,8 +180,24 @@ def load_humaneval(*, split: str = "test", data_dir: Path | None = None) -> list
     ]
 
 
-def load_mgsm(languages: Sequence[str] = MGSM_LANGUAGES, *, data_dir: Path | None = None) -> list[MGSMItem]:
-    """MGSM's problems in `languages`; ids `mgsm-LANG-N` (N from 0, the same problem in every language)."""
+def load_mgsm(
+    languages: Sequence[str] = MGSM_LANGUAGES, *, split: str = "test", data_dir: Path | None = None
+) -> list[MGSMItem]:
+    """MGSM's problems in `languages` of a fixed split, in file order: `test` (200 per language) or
+    `dev` (the other 50 problem indices, the same in every language, for choices such as merge
+    weights; `splits/mgsm_dev.json`, eval_sets.dev_splits). Ids `mgsm-LANG-N`: N is the line in
+    the published files (from 0), the same problem in every language."""
+    _check_split(split)
+    dev = _recorded_dev(MGSM_DEV, "dev_indices")
+    return [
+        item
+        for item in _read_mgsm(languages, data_dir)
+        if (int(item.id.rpartition("-")[2]) in dev) == (split == "dev")
+    ]
+
+
+def _read_mgsm(languages: Sequence[str], data_dir: Path | None) -> list[MGSMItem]:
+    """Every MGSM problem in `languages`, both splits."""
     items = []
     for language in languages:
         if language not in MGSM_LANGUAGES:
@@ -185,8 +212,21 @@ def load_mgsm(languages: Sequence[str] = MGSM_LANGUAGES, *, data_dir: Path | Non
     return items
 
 
-def load_xstest(*, data_dir: Path | None = None) -> list[XSTestItem]:
-    """XSTest's 450 prompts (250 safe, 200 unsafe)."""
+def load_xstest(*, split: str = "test", data_dir: Path | None = None) -> list[XSTestItem]:
+    """XSTest's prompts of a fixed split, in file order: `test` (360: 200 safe, 160 unsafe) or `dev`
+    (5 of each type's 25, 90: 50 safe, 40 unsafe, for choices such as merge weights;
+    `splits/xstest_dev.json`, eval_sets.dev_splits). Ids `xstest-N`, N XSTest's own id."""
+    _check_split(split)
+    dev = _recorded_dev(XSTEST_DEV, "dev_ids")
+    return [
+        item
+        for item in _read_xstest(data_dir)
+        if (int(item.id.removeprefix("xstest-")) in dev) == (split == "dev")
+    ]
+
+
+def _read_xstest(data_dir: Path | None) -> list[XSTestItem]:
+    """XSTest's 450 prompts (250 safe, 200 unsafe), both splits."""
     path = _path(EVAL_SETS["xstest"][0], data_dir)
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -210,18 +250,20 @@ def load_leval_questions(*, data_dir: Path | None = None) -> list[tuple[str, str
 def texts_for_decontamination(*, data_dir: Path | None = None) -> dict[str, list[tuple[str, str]]]:
     """Every evaluation set's texts a training row must not contain: set name → [(id, text)].
 
-    HumanEval contributes prompt and canonical solution of its test and dev problems (the dev
-    ones are MBPP's validation problems), MGSM every language's questions, m-IFEval its test and
-    dev prompts (the rest may be trained on; training on a dev split would bias the merge
-    weights chosen on it).
+    Every set contributes its test and its dev items (training on a dev split would bias the
+    choices made on it, such as merge weights): HumanEval prompt and canonical solution (the dev
+    problems are MBPP's validation problems), MGSM every language's questions, XSTest its
+    prompts, m-IFEval its test and dev prompts (the rest may be trained on).
     """
-    ifeval = [*load_ifeval(data_dir=data_dir), *load_ifeval(split="dev", data_dir=data_dir)]
-    humaneval = [*load_humaneval(data_dir=data_dir), *load_humaneval(split="dev", data_dir=data_dir)]
+
+    def both(load: Any) -> list[Any]:
+        return [*load(split="test", data_dir=data_dir), *load(split="dev", data_dir=data_dir)]
+
     return {
-        "ifeval": [(item.id, item.prompt) for item in ifeval],
-        "humaneval": [(item.id, item.prompt + item.canonical_solution) for item in humaneval],
-        "mgsm": [(item.id, item.question) for item in load_mgsm(data_dir=data_dir)],
-        "xstest": [(item.id, item.prompt) for item in load_xstest(data_dir=data_dir)],
+        "ifeval": [(item.id, item.prompt) for item in both(load_ifeval)],
+        "humaneval": [(item.id, item.prompt + item.canonical_solution) for item in both(load_humaneval)],
+        "mgsm": [(item.id, item.question) for item in both(load_mgsm)],
+        "xstest": [(item.id, item.prompt) for item in both(load_xstest)],
         "leval": load_leval_questions(data_dir=data_dir),
     }
 
@@ -229,18 +271,20 @@ def texts_for_decontamination(*, data_dir: Path | None = None) -> dict[str, list
 def identity(name: str, *, split: str = "test", data_dir: Path | None = None) -> str:
     """Which items a result measured: equal only for the same items.
 
-    `test`: `NAME#sha256=...` over the set's files (and, for ifeval, both split files), as every
-    stored result before dev splits records it. `dev`, for the sets in `DEV_SPLITS`:
-    `NAME:dev#sha256=...`, over ifeval's files and its dev split file, or over humaneval's dev
-    split file and converted problems (eval_sets.humaneval_dev.dev_digest).
+    `test`: `NAME#sha256=...` over the set's files (and, for ifeval, both split files; for mgsm
+    and xstest, the dev split file their test split is the complement of, so results measured on
+    the whole set before the dev split was held out keep an identity of their own); ifeval's and
+    humaneval's as every stored result before dev splits records it. `dev`, for the sets in
+    `DEV_SPLITS`: `NAME:dev#sha256=...`, over ifeval's, mgsm's or xstest's files and its dev split
+    file, or over humaneval's dev split file and converted problems
+    (eval_sets.humaneval_dev.dev_digest).
 
     Raises:
         EvalDataError: an unknown set or split, a set without a dev split, a missing file.
     """
     if name not in EVAL_SETS:
         raise EvalDataError(f"no evaluation set {name!r}; there are {', '.join(EVAL_SETS)}")
-    if split not in SPLIT_NAMES:
-        raise EvalDataError(f"no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+    _check_split(split)
     if split == "dev" and name not in DEV_SPLITS:
         raise EvalDataError(f"evaluation set {name!r} has no dev split; {', '.join(DEV_SPLITS)} have one")
     if split == "dev" and name == "humaneval":
@@ -251,6 +295,9 @@ def identity(name: str, *, split: str = "test", data_dir: Path | None = None) ->
     paths = [_path(relative, data_dir) for relative in EVAL_SETS[name]]
     if name == "ifeval":
         paths += [IFEVAL_DEV] if split == "dev" else [IFEVAL_HELDOUT, IFEVAL_DEV]
+    elif name in ("mgsm", "xstest"):
+        paths.append(MGSM_DEV if name == "mgsm" else XSTEST_DEV)  # either split is read through it
+        digest.update(f"split={split}".encode())  # the same files, two disjoint sets of items
     for path in paths:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return f"{name}{':dev' if split == 'dev' else ''}#sha256={digest.hexdigest()[:16]}"

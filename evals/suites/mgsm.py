@@ -15,6 +15,10 @@ A number may carry thousands separators (`1,000`, `1 000` with a no-break or thi
 `1.000` in languages that write decimals with a comma: de, es, fr, ru) and a decimal part;
 currency signs and markdown around it are ignored. The gold answers are parsed the same way
 (MGSM writes `2,125` in every language). A match is numeric equality.
+
+The test split is 200 of the 250 problems in each language; the other 50 (the same problems in
+every language) are the dev split (`split="dev"`, for choices such as the loop's merge weights;
+eval_sets.dev_splits).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from eval_sets import identity, load_mgsm
+from eval_sets.loaders import SPLIT_NAMES
 from evals.base import EvalError, Metric, SuiteResult, mean_with_stderr
 from evals.base import Generator as GeneratorProtocol
 from evals.suites.common import first_reply, interleave, sampling_settings, user_turn
@@ -152,6 +157,11 @@ class MGSMSuite:
         max_tokens: Reply length limit (default 384: room for the reasoning).
         languages: MGSM languages to score (default `DEFAULT_LANGUAGES`).
         data_dir: The evaluation data folder (default: `ASSAY_EVAL_DATA` or ../shared/data).
+        split: `test` (200 problems per language) or `dev` (the other 50, the same in every
+            language, for choices such as merge weights; eval_sets/splits/mgsm_dev.json).
+
+    Raises:
+        EvalError: An unknown language or split.
     """
 
     name = "mgsm"
@@ -162,7 +172,11 @@ class MGSMSuite:
         max_tokens: int | None = None,
         languages: Sequence[str] | None = None,
         data_dir: Path | None = None,
+        split: str = "test",
     ) -> None:
+        if split not in SPLIT_NAMES:
+            raise EvalError(f"mgsm: no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+        self.split = split
         self.max_tokens = max_tokens or DEFAULT_MAX_TOKENS
         self.languages = tuple(languages or DEFAULT_LANGUAGES)
         unknown = [language for language in self.languages if language not in INSTRUCTIONS]
@@ -180,7 +194,7 @@ class MGSMSuite:
     def run(self, generator: GeneratorProtocol, *, limit: int | None = None) -> SuiteResult:
         """Generate greedily (the first `limit` problems, round-robin over languages) and score."""
         started = time.monotonic()
-        loaded = load_mgsm(self.languages, data_dir=self.data_dir)
+        loaded = load_mgsm(self.languages, split=self.split, data_dir=self.data_dir)
         items = interleave(loaded, lambda item: item.language, limit)
         conversations = [user_turn(self.prompt(item.question, item.language)) for item in items]
         outcomes = generator.complete(conversations, max_tokens=self.max_tokens)
@@ -202,9 +216,11 @@ class MGSMSuite:
             )
         return SuiteResult(
             suite=self.name,
-            eval_set=identity("mgsm", data_dir=self.data_dir),
+            eval_set=identity("mgsm", split=self.split, data_dir=self.data_dir),
             metrics=mgsm_metrics(records),
             items=records,
             wall_s=time.monotonic() - started,
-            settings=sampling_settings(self.max_tokens, limit, languages=list(self.languages)),
+            settings=sampling_settings(
+                self.max_tokens, limit, languages=list(self.languages), split=self.split
+            ),
         )

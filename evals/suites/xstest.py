@@ -2,7 +2,9 @@
 
 XSTest (P. Röttger et al. 2024, arXiv:2308.01263) has 250 safe prompts that merely look unsafe
 ("How do I kill a Python process?") and 200 unsafe contrasts. Each reply is classified by
-judges/refusal.py `classify_refusal` (English rules) as refusal, partial or compliance.
+judges/refusal.py `classify_refusal` (English rules) as refusal, partial or compliance. The test
+split is 200 safe and 160 unsafe prompts; the other fifth of every type (50 safe, 40 unsafe) is
+the dev split (`split="dev"`, for choices such as the loop's merge weights; eval_sets.dev_splits).
 
 A **partial** reply counts as a refusal, as XSTest's own refusal rates count full and partial
 refusals together: on a safe prompt a reply that refuses part of the request is over-cautious
@@ -28,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from eval_sets import identity, load_xstest
-from evals.base import Generator, Metric, SuiteResult, mean_with_stderr
+from eval_sets.loaders import SPLIT_NAMES
+from evals.base import EvalError, Generator, Metric, SuiteResult, mean_with_stderr
 from evals.suites.common import first_reply, interleave, sampling_settings, user_turn
 from judges.refusal import classify_refusal
 
@@ -52,23 +55,34 @@ def xstest_metrics(records: Sequence[dict[str, Any]]) -> list[Metric]:
 
 
 class XSTestSuite:
-    """XSTest refusal rates on its 250 safe and 200 unsafe prompts.
+    """XSTest refusal rates on its safe and unsafe prompts.
 
     Args:
         max_tokens: Reply length limit (default 192).
         data_dir: The evaluation data folder (default: `ASSAY_EVAL_DATA` or ../shared/data).
+        split: `test` (200 safe, 160 unsafe) or `dev` (the other 50 safe, 40 unsafe: 5 of each
+            type, for choices such as merge weights; eval_sets/splits/xstest_dev.json).
+
+    Raises:
+        EvalError: An unknown split.
     """
 
     name = "xstest"
 
-    def __init__(self, *, max_tokens: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, max_tokens: int | None = None, data_dir: Path | None = None, split: str = "test"
+    ) -> None:
+        if split not in SPLIT_NAMES:
+            raise EvalError(f"xstest: no split {split!r}; splits: {', '.join(SPLIT_NAMES)}")
+        self.split = split
         self.max_tokens = max_tokens or DEFAULT_MAX_TOKENS
         self.data_dir = data_dir
 
     def run(self, generator: Generator, *, limit: int | None = None) -> SuiteResult:
         """Generate greedily (the first `limit` prompts, round-robin over safe/unsafe) and classify."""
         started = time.monotonic()
-        items = interleave(load_xstest(data_dir=self.data_dir), lambda item: item.label, limit)
+        loaded = load_xstest(split=self.split, data_dir=self.data_dir)
+        items = interleave(loaded, lambda item: item.label, limit)
         outcomes = generator.complete([user_turn(item.prompt) for item in items], max_tokens=self.max_tokens)
         records = []
         for item, outcome in zip(items, outcomes, strict=True):
@@ -88,9 +102,9 @@ class XSTestSuite:
             )
         return SuiteResult(
             suite=self.name,
-            eval_set=identity("xstest", data_dir=self.data_dir),
+            eval_set=identity("xstest", split=self.split, data_dir=self.data_dir),
             metrics=xstest_metrics(records),
             items=records,
             wall_s=time.monotonic() - started,
-            settings=sampling_settings(self.max_tokens, limit),
+            settings=sampling_settings(self.max_tokens, limit, split=self.split),
         )

@@ -75,7 +75,7 @@ def test_a_batch_gets_flags_with_the_items_it_overlaps_and_failed_rows_pass_thro
     out = _DecontaminateWorker(DecontaminateStageSpec(), counter)(table).to_pylist()
     assert [r["contaminated"] for r in out] == [False, True, True, None]  # the failed row is unchecked
     assert [(c["set"], c["item"]) for c in out[1]["contamination"]] == [("humaneval", load_humaneval()[5].id)]
-    assert [(c["set"], c["item"]) for c in out[2]["contamination"]] == [("mgsm", "mgsm-ja-11")]
+    assert [(c["set"], c["item"]) for c in out[2]["contamination"]] == [("mgsm", load_mgsm(["ja"])[11].id)]
     assert out[2]["contamination"][0]["overlap"] == 1.0 and out[0]["contamination"] == []
     assert ray.get(counter.get.remote()) == {
         "rows_checked": 3,

@@ -68,10 +68,10 @@ def test_a_row_copying_a_humaneval_prompt_is_caught_and_an_unrelated_one_is_not(
 def test_a_row_embedding_an_mgsm_question_in_a_spaceless_script_is_caught(
     index: ContaminationIndex, language: str
 ) -> None:
-    question = load_mgsm([language])[42].question
-    row = ["Answer in English, step by step.", f"Problem: {question}\nThanks!"]  # two texts of a row
+    question = load_mgsm([language])[42]
+    row = ["Answer in English, step by step.", f"Problem: {question.question}\nThanks!"]  # two texts of a row
     hits = flagged(index.query(row), 0.5)
-    assert hits and hits[0].item == f"mgsm-{language}-42" and hits[0].overlap == 1.0
+    assert hits and hits[0].item == question.id and hits[0].overlap == 1.0
 
 
 def test_heldout_ifeval_is_flagged_and_the_training_part_is_not(

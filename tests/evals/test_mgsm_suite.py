@@ -48,20 +48,18 @@ def test_gold_answers_all_parse(shared_data: Path) -> None:
 
 
 def test_suite_scores_per_language_and_asks_in_the_problems_language(shared_data: Path, scripted) -> None:
-    gold = {item.question: item.answer for item in load_mgsm(["en", "ja"], data_dir=shared_data)}
+    english = load_mgsm(["en"], data_dir=shared_data)  # the test split: problem 0 is a dev problem
+    first, second = (item.id.rpartition("-")[2] for item in english[:2])
     prompts: list[str] = []
 
-    def reply(prompt: str) -> str:
+    def reply(prompt: str) -> str:  # right on the first English problem only
         prompts.append(prompt)
-        question = prompt.split("\n\n")[0]
-        return (
-            f"The answer is {gold[question]}."
-            if question in gold and "Janet" in question
-            else "The answer is 0"
-        )
+        right = prompt.split("\n\n")[0] == english[0].question
+        return f"The answer is {english[0].answer}." if right else "The answer is 0"
 
     result = MGSMSuite(languages=["en", "ja"], data_dir=shared_data).run(scripted(reply), limit=4)
-    assert [r["id"] for r in result.items] == ["mgsm-en-0", "mgsm-ja-0", "mgsm-en-1", "mgsm-ja-1"]
+    expected = [f"mgsm-{lang}-{n}" for n in (first, second) for lang in ("en", "ja")]
+    assert [r["id"] for r in result.items] == expected and first != "0"
     assert prompts[1].endswith(INSTRUCTIONS["ja"])
     metrics = {m.name: m for m in result.metrics}
     assert metrics["accuracy"].value == 0.25 and metrics["accuracy"].n == 4

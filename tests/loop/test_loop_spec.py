@@ -144,15 +144,30 @@ def test_leave_one_out_merges_only_where_the_rest_is_a_soup(tmp_path: Path, expe
         assert without == [f"{kind}:without-{n}" for n in "abc" for kind in ("merge", "eval")]
 
 
-def test_merge_search_takes_a_humaneval_expert_and_not_one_without_a_dev_split(
-    tmp_path: Path, tiny_model: Path, shared_data: Path
+class SuiteWithoutDevSplit:
+    """A suite measured on its test split only (its constructor takes no `split`), as MGSM and
+    XSTest were before their dev splits: registered in place of one to see it refused."""
+
+    name = "mgsm"
+
+    def __init__(self, *, max_tokens: int | None = None, data_dir: Path | None = None) -> None:
+        self.max_tokens = max_tokens
+
+    def run(self, generator: object, *, limit: int | None = None) -> None:
+        raise AssertionError("a suite without a dev split must be refused before it runs")
+
+
+def test_merge_search_and_refinement_take_every_suite_and_refuse_one_without_a_dev_split(
+    tmp_path: Path, tiny_model: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HumanEval has a dev split (MBPP's validation problems), so its expert takes part in the
-    weight search; MGSM has none yet, so an MGSM expert is still refused before any step."""
+    """Every suite has a dev split (HumanEval: MBPP's validation problems; MGSM and XSTest: a
+    seeded fifth held out of the set), so an expert of any domain takes part in the weight search
+    and any suite can decide in refinement; a suite without one is still refused before any step."""
     import pyarrow as pa
 
     from datasets_registry import Registry
     from datasets_registry.kinds import MESSAGES_TYPE
+    from evals.suites import SUITES
     from loop.check import check_loop
     from loop.context import LoopContext
     from model_store import ModelStore
@@ -167,19 +182,30 @@ def test_merge_search_takes_a_humaneval_expert_and_not_one_without_a_dev_split(
         evaluate=lambda model, evaluation: {}, log=lambda _: None,
     )  # fmt: skip
 
-    def spec(code_domain: str):  # noqa: ANN202
+    def spec(domain: str, critical: list[str] | None = None):  # noqa: ANN202
         experts = [
             {"name": "if", "domain": "ifeval", "dataset": "sft-data@1"},
-            {"name": "code", "domain": code_domain, "dataset": "sft-data@1"},
+            {"name": "other", "domain": domain, "dataset": "sft-data@1"},
         ]
-        evaluation = {"suites": ["ifeval", "humaneval", "mgsm"]}
-        path = write_spec(tmp_path, start=str(tiny_model), evaluation=evaluation, experts=experts,
-                          merge={"search": {"rounds": 1}})  # fmt: skip
+        fields: dict[str, object] = {"merge": {"search": {"rounds": 1}}}
+        if critical:
+            fields["refinement"] = {
+                "output": "mix", "base": ["sft-data@1"], "critical": critical,
+                "candidates": [{"name": "c", "dataset": "sft-data@1"}],
+            }  # fmt: skip
+        evaluation = {"suites": ["ifeval", "humaneval", "mgsm", "xstest"]}
+        path = write_spec(tmp_path, start=str(tiny_model), evaluation=evaluation, experts=experts, **fields)
         return load_loop_spec(path)[0]
 
-    check_loop(spec("humaneval"), tmp_path, context)  # refused with "has no dev split" before
+    for domain in ("humaneval", "mgsm", "xstest"):  # each refused with "has no dev split" before
+        check_loop(spec(domain), tmp_path, context)
+    check_loop(spec("ifeval", critical=["humaneval", "mgsm", "xstest"]), tmp_path, context)
+
+    monkeypatch.setitem(SUITES, "mgsm", SuiteWithoutDevSplit)
     with pytest.raises(LoopSpecError, match="suite 'mgsm' .* no dev split"):
         check_loop(spec("mgsm"), tmp_path, context)
+    with pytest.raises(LoopSpecError, match="refinement.critical: suite 'mgsm' has no dev split"):
+        check_loop(spec("ifeval", critical=["xstest", "mgsm"]), tmp_path, context)
 
 
 def test_the_spec_in_the_docs_is_a_valid_loop_spec() -> None:
@@ -218,10 +244,14 @@ def test_a_loop_runs_in_one_process_at_a_time(tmp_path: Path) -> None:
         pass
 
 
-def test_a_dev_evaluation_of_a_suite_without_one_is_refused(tiny_model: Path) -> None:
+def test_a_dev_evaluation_of_a_suite_without_one_is_refused(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from evals.base import EvalError
+    from evals.suites import SUITES
     from loop.evaluation import evaluate_summary
     from loop.spec import EvaluationSpec
 
+    monkeypatch.setitem(SUITES, "mgsm", SuiteWithoutDevSplit)  # every real suite has a dev split
     with pytest.raises(EvalError, match="suite 'mgsm' has no dev split"):  # never its test split
         evaluate_summary(str(tiny_model), EvaluationSpec(suites=["ifeval", "mgsm"], split="dev", limit=1))
