@@ -53,8 +53,10 @@ def run_loop(spec: LoopSpec, state: LoopState, context: LoopContext) -> LoopStat
     """Run every step not yet done, saving the state after each.
 
     Raises:
-        LoopStepError: a step failed (recorded in the state).
+        LoopStepError: an evaluation measured another set than the suites now do, or a step
+            failed (recorded in the state).
     """
+    check_eval_sets(spec, state)
     for step, run in _plan(spec, state, context):
         if not state.done(step):
             _run_step(spec, state, context, step, run)
@@ -65,8 +67,10 @@ def run_step(spec: LoopSpec, state: LoopState, context: LoopContext, step: str) 
     """Run one step (as a job of the job system does), saving the state; its result.
 
     Raises:
-        LoopStepError: a step before it is not done, or the step failed (recorded in the state).
+        LoopStepError: a step before it is not done, an evaluation measured another set than the
+            suites now do, or the step failed (recorded in the state).
     """
+    check_eval_sets(spec, state)
     plan = _plan(spec, state, context)
     names = [name for name, _ in plan]
     if step not in names:
@@ -154,7 +158,38 @@ def _since(started: float) -> float:
 
 
 def _evaluate(model: str, spec: LoopSpec, context: LoopContext) -> dict[str, Any]:
-    return {"model": model, "suites": context.evaluate(model, spec.evaluation)}
+    return {
+        "model": model,
+        "suites": context.evaluate(model, spec.evaluation),
+        "eval_sets": eval_set_identities(spec),
+    }
+
+
+def eval_set_identities(spec: LoopSpec) -> dict[str, str]:
+    """Which items each suite of the loop's table measures (eval_sets.identity)."""
+    import eval_sets
+
+    return {suite: eval_sets.identity(suite, split=spec.evaluation.split) for suite in spec.evaluation.suites}
+
+
+def check_eval_sets(spec: LoopSpec, state: LoopState) -> None:
+    """Refuse to continue a loop whose finished evaluations measured other items than its suites
+    measure now (a data file or a recorded split changed): the table and the gates would compare
+    numbers over different sets.
+
+    Raises:
+        LoopStepError: the first evaluation step that measured another set.
+    """
+    current = eval_set_identities(spec)
+    for step, record in state.steps.items():
+        recorded = record.result.get("eval_sets", {}) if step.startswith("eval:") else {}
+        for suite, measured in recorded.items():
+            if record.status == "done" and current.get(suite, measured) != measured:
+                raise LoopStepError(
+                    f"loop {spec.name}: step {step} measured {suite} as {measured}, and the set is "
+                    f"now {current[suite]} (its files or its split changed); its numbers would not "
+                    "compare with new ones: start a loop under another name"
+                )
 
 
 def _summary(state: LoopState, role: str) -> Summary:

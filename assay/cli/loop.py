@@ -148,7 +148,7 @@ def resume(
 ) -> None:
     """Continue a loop from its first step not done (its frozen spec, not the file's)."""
     from loop.check import check_loop
-    from loop.runner import step_names
+    from loop.runner import check_eval_sets, step_names
     from loop.spec import LoopSpec, LoopSpecError
     from loop.state import load_state, loop_lock
 
@@ -161,6 +161,7 @@ def resume(
         state = load_state(context.home, name)
         spec = LoopSpec.model_validate(state.spec)
         check_loop(spec, Path(state.spec_dir), context, resuming=True)
+        check_eval_sets(spec, state)
         if jobs:
             left = [step for step in step_names(spec) if not state.done(step)]
             _submit(spec, state.spec_dir, left, priority, cpus, memory_gb)
@@ -178,6 +179,7 @@ def extend(
     before polish keep their results; polish, its evaluations and the gates run."""
     from loop.check import check_loop
     from loop.extend import extend_state
+    from loop.runner import check_eval_sets
     from loop.spec import LoopSpecError, load_loop_spec
     from loop.state import load_state, loop_lock, save_state
 
@@ -195,6 +197,7 @@ def extend(
                 f"a model named {stored[0]!r} is already stored: rename the loop or remove it"
             )
         check_loop(spec, Path(state.spec_dir), context, resuming=True)
+        check_eval_sets(spec, state)
         save_state(context.home, state)
         _run(spec, state, context)
 

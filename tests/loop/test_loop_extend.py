@@ -97,3 +97,30 @@ def test_extending_a_finished_loop_runs_only_polish_and_the_gates(
     other = write_spec(tmp_path / "other.yaml", tiny_model, sft, polish=polish | {"interpolation": 0.3})
     with pytest.raises(Exception, match="its polish step polish:dpo is done"):
         extend(registry, "tiny-loop", other)
+
+
+def test_a_loop_whose_evaluation_set_changed_is_not_continued(
+    tmp_path: Path, tiny_model: Path, registry: Registry, shared_data: Path
+) -> None:
+    import eval_sets
+    from loop.context import LoopStepError
+    from loop.runner import run_step
+    from loop.state import save_state
+
+    home = tmp_path / "assay-home"
+    store = ModelStore(home / "models")
+    sft = register_sft(registry, "tiny-sft", "A full answer.")
+    spec, raw = load_loop_spec(write_spec(tmp_path / "loop.yaml", tiny_model, sft))
+    ctx = context(registry, store, home)
+    state = LoopState(name=spec.name, spec=raw, spec_dir=str(tmp_path))
+    run_step(spec, state, ctx, "eval:start")
+    assert state.result("eval:start")["eval_sets"] == {"ifeval": eval_sets.identity("ifeval")}
+
+    # As if ifeval's files or its recorded split had changed since eval:start measured it.
+    state.steps["eval:start"].result["eval_sets"]["ifeval"] = "ifeval#sha256=0000000000000000"
+    save_state(home, state)
+    with pytest.raises(LoopStepError, match="step eval:start measured ifeval as ifeval#sha256=0000"):
+        run_loop(spec, load_state(home, "tiny-loop"), ctx)
+    with pytest.raises(LoopStepError, match="start a loop under another name"):
+        run_step(spec, load_state(home, "tiny-loop"), ctx, "expert:a")
+    assert not store.has("tiny-loop-a")  # nothing ran
