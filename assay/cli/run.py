@@ -23,7 +23,7 @@ def run(
         str | None, typer.Option(help="Ray cluster address; default: Ray in this process.")
     ] = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Call the models even for calls made before.")
+        bool, typer.Option("--no-cache", help="Redo model calls, sandbox and score stages done before.")
     ] = False,
 ) -> None:
     """Run a pipeline: generate, verify, select, and register the resulting datasets."""

@@ -169,7 +169,8 @@ def _start_ray(address: str | None, num_cpus: int) -> None:
 
 
 def _accounting(report: Any) -> dict[str, Any]:
-    """Tokens, time and cache hits of a job, summed over its generate stages."""
+    """Tokens, time and cache hits of a job, summed over its generate stages, and the rows its
+    other stages took from the stage-result cache."""
     totals = {
         "completions": 0,
         "cache_hits": 0,
@@ -181,6 +182,10 @@ def _accounting(report: Any) -> dict[str, Any]:
         for usage in models.values():
             for key in totals:
                 totals[key] += usage.get(key, 0)
+    # Rows the non-LLM stages (execute, score, ...) took from the stage-result cache.
+    totals["stage_cache_hits"] = sum(
+        m.get("stage_cache", {}).get("hits", 0) for m in getattr(report, "stage_metrics", {}).values()
+    )
     return totals | {"rows_in": report.rows_in, "rows_failed": report.rows_failed,
                      "wall_s": round(report.wall_s, 2), "usage": report.usage}  # fmt: skip
 

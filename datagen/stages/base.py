@@ -71,6 +71,14 @@ class BuildContext:
     cache_uri: str | None = None
     index: int = 0
 
+    @property
+    def stage_cache_uri(self) -> str | None:
+        """The stage-result cache (datagen/stage_cache.py), beside the LLM-call cache; None
+        when caching is off."""
+        from datagen.stage_cache import stage_results_uri
+
+        return stage_results_uri(self.cache_uri) if self.cache_uri else None
+
     def resolve(self, relative: str) -> Path:
         """A path in the spec, relative to the spec file's folder."""
         path = Path(relative).expanduser()

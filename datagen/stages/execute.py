@@ -14,6 +14,11 @@ Two shapes of input:
 A bad row (unknown language, no tests) gets an `invalid_input` verdict, not an error; a row
 whose execution failed in the sandbox itself (`sandbox_error`) goes to the dead letters, so it
 can be retried.
+
+A row's verdicts are kept in the stage-result cache (datagen/stage_cache.py) as soon as its
+batch finishes, keyed by the program (each completion's text), language, tests, the stage's
+settings and the sandbox's identity: a re-run or resumed job does not execute it again. A
+`timeout` verdict is kept like any other; a `sandbox_error` (a dead letter) never is.
 """
 
 from __future__ import annotations
@@ -181,6 +186,7 @@ class ExecuteStage(SandboxStage[ExecuteStageSpec]):
 
     spec_class = ExecuteStageSpec
     worker = _ExecuteWorker
+    runtime_fields = SandboxStage.runtime_fields | {"max_concurrency", "threads"}
 
     def __init__(self, spec: ExecuteStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)

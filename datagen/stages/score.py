@@ -5,15 +5,22 @@ completion (text, assistant messages, or a completion struct with `text`) and ge
 `reward`, or, with `per_completion`, a list of completions (a generate stage's output) and gets
 one reward per completion. Rows are scored in packed batches; a row that cannot be scored
 (a completion longer than `max_length` tokens on its own, a malformed value) fails alone.
+
+A row's rewards are kept in the stage-result cache (datagen/stage_cache.py) as soon as its batch
+is scored, keyed by the reward model's identity, `max_length`, the prompt and the completions'
+texts: a re-run or resumed job does not score it again. A cached reward is the one computed in
+the batch the row was first scored in (packing other rows beside it can move the last bits).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
+from datagen.stage_cache import StageCacheUser, StageResultCache, process_with_cache, result_inputs
 from datagen.stages.base import BuildContext, Row, RowResult, Stage, StageSpec, process_table
 from datagen.stages.registry import register_stage
 
@@ -48,7 +55,7 @@ class ScoreStageSpec(StageSpec):
 
 
 @register_stage
-class ScoreStage(Stage[ScoreStageSpec]):
+class ScoreStage(StageCacheUser, Stage[ScoreStageSpec]):
     """Add a reward per completion with a reward model saved by `assay train rm`.
 
     The model is resolved when the stage is built, so a missing one fails before any work.
@@ -61,6 +68,21 @@ class ScoreStage(Stage[ScoreStageSpec]):
         self.model: ResolvedModel = (context or BuildContext()).resolve_model(spec.model, "model")
         self.reads = (spec.prompt, spec.completion)
         self.writes = {spec.output: pa.list_(pa.float64()) if spec.per_completion else pa.float64()}
+        self.stage_cache_uri = (context or BuildContext()).stage_cache_uri
+
+    def cache_scope(self) -> dict[str, Any]:
+        """The stage kind and what a reward depends on besides the row: the model, `max_length`."""
+        spec = self.spec
+        return {"stage": spec.type, "version": self.results_version, "model": self.model.identity,
+                "max_length": spec.max_length, "per_completion": spec.per_completion}  # fmt: skip
+
+    def cache_inputs(self, row: Row) -> Any:
+        """What a row's reward depends on: the prompt and the completions' texts."""
+        return [result_inputs(row[self.spec.prompt]), result_inputs(row[self.spec.completion])]
+
+    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
+        """Rows taken from the stage-result cache and rows scored (`stage_cache`)."""
+        return self.cache_metrics()
 
     @property
     def models(self) -> list[str]:
@@ -75,6 +97,7 @@ class ScoreStage(Stage[ScoreStageSpec]):
         return self.spec.num_cpus
 
     def apply(self, ds: ray.data.Dataset) -> ray.data.Dataset:
+        self.start_cache_counter(self.name)
         return self.map_actors(ds, _ScoreWorker, self.spec.batch_size)
 
 
@@ -90,9 +113,21 @@ class _ScoreWorker:
             stage.model.path, max_length=self.spec.max_length, batch_size=self.spec.batch_size
         )
 
+    @functools.cached_property
+    def stage_cache(self) -> StageResultCache | None:
+        """The stage-result cache under this stage's scope, or None when caching is off."""
+        stage = self.stage
+        if not stage.stage_cache_uri:
+            return None
+        return StageResultCache(stage.stage_cache_uri, stage.cache_scope(), stage.writes)
+
     def __call__(self, table: pa.Table) -> pa.Table:
         stage = self.stage
-        return process_table(table, stage.name, stage.reads, stage.writes, self._score)
+
+        def process(rows: list[Row]) -> list[RowResult]:
+            return process_with_cache(stage, self.stage_cache, rows, self._score, stage.cache_inputs)
+
+        return process_table(table, stage.name, stage.reads, stage.writes, process)
 
     def _score(self, rows: list[Row]) -> list[RowResult]:
         """Tokenize row by row (a bad row fails alone), then score every sample in one pass."""

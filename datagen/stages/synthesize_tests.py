@@ -406,7 +406,7 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
         rows = finished_rows(result, ["test_synthesis"])
         stats = [r["test_synthesis"] for r in rows if r["test_synthesis"]]
         if not stats:
-            return {}
+            return self.cache_metrics()
         totals = {step: sum(s[step] for s in stats) for step in STEPS}
         kept = [s for s in stats if s["kept"]]
         survival = {
@@ -423,4 +423,4 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
             else 0.0,
             "mutation_score_mean": round(sum(s["mutation_score"] for s in stats) / len(stats), 4),
             "mutants": sum(s["mutants"] for s in stats),
-        }
+        } | self.cache_metrics()
