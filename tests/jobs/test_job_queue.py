@@ -152,6 +152,27 @@ def test_fifty_jobs_in_three_priorities_finish_in_order(tmp_path: Path, ray_loca
     assert all(job.outputs and job.accounting["rows_in"] == 2 for job in jobs)
 
 
+def test_a_thousand_queued_no_op_jobs_all_finish_in_order(tmp_path: Path, ray_local: None) -> None:
+    import time
+
+    import noop_jobs
+
+    store = JobStore(store_path(str(tmp_path / "registry")))
+    spec = render_spec(tmp_path)
+    ids = [submit(store, spec, priority=i % 3, kind=noop_jobs.KIND) for i in range(1000)]
+    started = time.monotonic()
+    worker = Worker(store, str(tmp_path / "registry"), Resources(cpus=2), in_process=True, poll_s=0.01,
+                    log=lambda _: None, runners={noop_jobs.KIND: "noop_jobs"})  # fmt: skip
+    assert worker.run(until_idle=True) == 1000
+    print(f"1000 no-op jobs through the queue in {time.monotonic() - started:.1f} s")
+    jobs = [store.get(job_id) for job_id in ids]
+    assert {job.state for job in jobs} == {JobState.SUCCEEDED}
+    by_start = sorted(jobs, key=lambda job: (job.started_at or 0, job.seq))
+    assert [(job.priority, job.seq) for job in by_start] == sorted(
+        ((job.priority, job.seq) for job in jobs), key=lambda key: (-key[0], key[1])
+    )
+
+
 def run_cli(*args: str, registry: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASSAY_REGISTRY": str(registry)}
     return subprocess.run([ASSAY, *args], env=env, capture_output=True, text=True, timeout=120)
