@@ -174,17 +174,26 @@ def eval_set_identities(spec: LoopSpec) -> dict[str, str]:
 
 def check_eval_sets(spec: LoopSpec, state: LoopState) -> None:
     """Refuse to continue a loop whose finished evaluations measured other items than its suites
-    measure now (a data file or a recorded split changed): the table and the gates would compare
-    numbers over different sets.
+    measure now (a data file or a recorded split changed), or cannot say which (measured before
+    steps recorded it): the table and the gates would compare numbers over different sets.
 
     Raises:
-        LoopStepError: the first evaluation step that measured another set.
+        LoopStepError: the first evaluation step that measured another or an unknown set.
     """
+    finished = {step: record.result for step, record in state.steps.items()
+                if step.startswith("eval:") and record.status == "done"}  # fmt: skip
+    if not finished:
+        return
     current = eval_set_identities(spec)
-    for step, record in state.steps.items():
-        recorded = record.result.get("eval_sets", {}) if step.startswith("eval:") else {}
-        for suite, measured in recorded.items():
-            if record.status == "done" and current.get(suite, measured) != measured:
+    for step, result in finished.items():
+        if "eval_sets" not in result:
+            raise LoopStepError(
+                f"loop {spec.name}: step {step} was measured before loops recorded which items each "
+                "suite measured, so it cannot be checked against the sets now: start a loop under "
+                "another name"
+            )
+        for suite, measured in result["eval_sets"].items():
+            if current.get(suite, measured) != measured:
                 raise LoopStepError(
                     f"loop {spec.name}: step {step} measured {suite} as {measured}, and the set is "
                     f"now {current[suite]} (its files or its split changed); its numbers would not "

@@ -64,6 +64,15 @@ def test_extending_a_finished_loop_runs_only_polish_and_the_gates(
         extend(registry, "tiny-loop", changed)
     assert load_state(home, "tiny-loop").steps.keys() == before.steps.keys()
 
+    # Nor may the training threshold change once a model trained under it, nor the folder move.
+    stricter = write_spec(tmp_path / "stricter.yaml", tiny_model, sft, gates={"max_contamination": 0.5})
+    with pytest.raises(Exception, match="step expert:a trained under gates.max_contamination"):
+        extend(registry, "tiny-loop", stricter)
+    (tmp_path / "elsewhere").mkdir()
+    moved = write_spec(tmp_path / "elsewhere" / "loop.yaml", tiny_model, sft)
+    with pytest.raises(Exception, match="the spec must lie in the loop's folder"):
+        extend(registry, "tiny-loop", moved)
+
     pairs = register_pairs(registry)
     polish = {
         "interpolation": 0.5,
@@ -123,4 +132,9 @@ def test_a_loop_whose_evaluation_set_changed_is_not_continued(
         run_loop(spec, load_state(home, "tiny-loop"), ctx)
     with pytest.raises(LoopStepError, match="start a loop under another name"):
         run_step(spec, load_state(home, "tiny-loop"), ctx, "expert:a")
+    # A step measured before loops recorded their sets cannot be checked: refused as well.
+    del state.steps["eval:start"].result["eval_sets"]
+    save_state(home, state)
+    with pytest.raises(LoopStepError, match="step eval:start was measured before loops recorded"):
+        run_loop(spec, load_state(home, "tiny-loop"), ctx)
     assert not store.has("tiny-loop-a")  # nothing ran
