@@ -8,19 +8,28 @@ this process: the first page, a filtered page, a text-search page, two histogram
 v1 → v2. Each figure is the median of `--runs` requests after one warm-up request. The
 server's peak resident memory (VmHWM) is read after the page requests and again after the diffs.
 
-The diff is timed three ways. Cold: a server that keeps no digests (`digest_rows=0`), so every
-full diff reads both versions' content. Digests kept: the server keeps the versions' digests
-(the default) but no computed diff (`diff_cache=0`), so every request computes the diff again
-from the digests, as a diff of any pair of versions seen before is. Appended: on that server,
-the first diff of each appended version against the one before it: the digest of the new
-version is its predecessor's fragments (kept) plus the appended fragment (read).
+v1 and v2 are written twice: to the registry served below, which stores each new fragment's
+digest beside the data at commit (`datasets_registry/digest_files.py`), and to a second registry
+that stores none (`write_digests=False`), alternately, each write timed: the cost of digests.
+
+The diff is timed these ways. Cold without stored digests (the baseline): a server on the
+registry without digests that keeps none (`digest_rows=0`), so every full diff reads both
+versions' content. Cold with stored digests: a freshly started server for each run, on the
+registry with digests, whose first request is the diff page (served whole, the full diff
+computed from the stored digests), the server's first request included; and a server that keeps
+no digests in memory (`digest_rows=0`, `diff_cache=0`), so every request loads the stored
+digests again. Digests kept: the server keeps the versions' digests (the default) but no
+computed diff (`diff_cache=0`), so every request computes the diff again from the digests, as a
+diff of any pair of versions seen before is. Appended: on that server, the first diff of each
+appended version against the one before it: the digest of the new version is its
+predecessor's fragments (kept) plus the appended fragment (loaded from its stored digest).
 
 The baseline, in a second child process: the Parquet-backed approach of a viewer that loads the
 file and then filters (polars `read_parquet`, then filter, slice 100 rows; a histogram of the
 loaded column; a diff as a join of both loaded files on `id` with row hashes), timed the same
 way, with its own peak memory.
 
-    .venv/bin/python benchmarks/ui_1m.py [--rows 1000000] [--record]
+    .venv/bin/python benchmarks/ui_1m.py [--rows 1000000] [--record] [--diffs-only]
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from registry_1m import build_chunk, build_versions, text_pool
 from results_io import add_output_args, write_result
 
 from datasets_registry import Registry
+from datasets_registry.digest_files import DIGEST_DIR
 
 NAME = "bench-sft"
 WHERE = "language = 'fr' AND scores.ifeval_best > 0.9"
@@ -57,6 +67,10 @@ BASELINE_OF = {
     "histogram_numeric": "histogram",
     "diff_page": "diff",
     "diff_full_cold": "diff",
+    "diff_page_fresh_stored": "diff",
+    "diff_page_fresh_after_page": "diff",
+    "diff_full_stored": "diff",
+    "diff_page_stored": "diff",
     "diff_full": "diff",
     "diff_page_digests": "diff",
     "diff_full_appended": "diff",
@@ -188,8 +202,15 @@ def main() -> None:
     parser.add_argument(
         "--appends", type=int, default=5, help="versions after v2, each appending 1 %% new rows"
     )
+    parser.add_argument(
+        "--diffs-only",
+        action="store_true",
+        help="time only the diffs and the writes (no pages, no Parquet baseline); result ui_1m_diffs",
+    )
     add_output_args(parser, "ui_1m")
     args = parser.parse_args()
+    if args.diffs_only:
+        args.result_name = "ui_1m_diffs"
 
     started = time.perf_counter()
     v1_table, v2_table = build_versions(args.rows)
@@ -199,12 +220,27 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="ui-1m-") as tmp:
         registry = Registry(Path(tmp) / "registry")
-        registry.write(NAME, v1_table, kind="sft")
-        registry.write(NAME, v2_table, kind="sft")
+        plain = Registry(Path(tmp) / "plain", write_digests=False)
+        write_s: dict[str, list[float]] = {"with_digests": [], "without_digests": []}
+        for table in (v1_table, v2_table):  # alternately, so both see the same load
+            for target, key in ((plain, "without_digests"), (registry, "with_digests")):
+                started = time.perf_counter()
+                target.write(NAME, table, kind="sft")
+                write_s[key].append(time.perf_counter() - started)
+        digest_dir = Path(registry.dataset_uri(NAME)) / DIGEST_DIR
+        digest_mib = sum(f.stat().st_size for f in digest_dir.iterdir()) / 2**20  # v1's and v2's
         pool, added = text_pool(np.random.default_rng(77), 8 << 20), max(1, args.rows // 100)
+        append_s = []
         for index in range(args.appends):  # new ids: `n` numbers past every earlier row's
             more = build_chunk(pool, 10 * args.rows + index * added, added, seed=77 + index)
+            started = time.perf_counter()
             registry.write(NAME, more, kind="sft", mode="append")
+            append_s.append(time.perf_counter() - started)
+        print(
+            f"1M-row writes (v1, v2): {', '.join(f'{s:.2f}' for s in write_s['with_digests'])} s with "
+            f"digests, {', '.join(f'{s:.2f}' for s in write_s['without_digests'])} s without; "
+            f"v1+v2 digests {digest_mib:.1f} MiB on disk"
+        )
         v1_parquet, v2_parquet = Path(tmp) / "v1.parquet", Path(tmp) / "v2.parquet"
         pq.write_table(v1_table, v1_parquet)
         pq.write_table(v2_table, v2_parquet)
@@ -212,31 +248,37 @@ def main() -> None:
 
         models = str(Path(tmp) / "models")
         page = f"/datasets/{NAME}"
+        figures: dict[str, float] = {}
+        rss_start = rss_pages = rss_stored = 0.0
         # Diff caches off: every page computes its diff (summary or full) on request.
         with Server(registry.root, models, diff_cache=0) as server:
             rss_start = peak_rss_mib(server.pid)
-            figures = {
-                "first_page": median_ms(server.base, args.runs, page, "rows 1–100 of".encode()),
-                "filtered_page": median_ms(server.base, args.runs, page, b"matching", where=WHERE),
-                "search_page": median_ms(server.base, args.runs, page, b"matching", q=SEARCH),
-                "histogram_numeric": median_ms(
-                    server.base, args.runs, page + "/histogram", b"bar-link", column="scores.ifeval_best"
-                ),
-                "histogram_category": median_ms(
-                    server.base, args.runs, page + "/histogram", b"bar-link", column="language"
-                ),
-                "histogram_filtered": median_ms(
-                    server.base,
-                    args.runs,
-                    page + "/histogram",
-                    b"bar-link",
-                    column="scores.ifeval_best",
-                    where=WHERE,
-                ),
-            }
+            figures |= (
+                {}
+                if args.diffs_only
+                else {
+                    "first_page": median_ms(server.base, args.runs, page, "rows 1–100 of".encode()),
+                    "filtered_page": median_ms(server.base, args.runs, page, b"matching", where=WHERE),
+                    "search_page": median_ms(server.base, args.runs, page, b"matching", q=SEARCH),
+                    "histogram_numeric": median_ms(
+                        server.base, args.runs, page + "/histogram", b"bar-link", column="scores.ifeval_best"
+                    ),
+                    "histogram_category": median_ms(
+                        server.base, args.runs, page + "/histogram", b"bar-link", column="language"
+                    ),
+                    "histogram_filtered": median_ms(
+                        server.base,
+                        args.runs,
+                        page + "/histogram",
+                        b"bar-link",
+                        column="scores.ifeval_best",
+                        where=WHERE,
+                    ),
+                }
+            )
             rss_pages = peak_rss_mib(server.pid)
-        # No digests kept: the summary step, then every full diff reads both versions.
-        with Server(registry.root, models, diff_cache=0, digest_rows=0) as server:
+        # No digests stored or kept: the summary step, then every full diff reads both versions.
+        with Server(plain.root, models, diff_cache=0, digest_rows=0) as server:
             figures["diff_page"] = median_ms(
                 server.base, args.runs, page + "/diff", b"diff-rows", old=1, new=2
             )
@@ -244,6 +286,34 @@ def main() -> None:
                 server.base, args.runs, page + "/diff/full", b"diff-changed", old=1, new=2
             )
             rss_cold = peak_rss_mib(server.pid)
+        # Digests stored at commit. A fresh server per run; its first request is the diff page.
+        fresh = []
+        for _ in range(args.runs):
+            with Server(registry.root, models, diff_cache=0) as server:
+                seconds, status, body = get(server.base, page + "/diff", old=1, new=2)
+                if status != 200 or b'id="diff-changed"' not in body or b"data-src" in body:
+                    raise SystemExit(f"fresh server, diff page: status {status}, {body[:300]!r}")
+                fresh.append(seconds)
+        figures["diff_page_fresh_stored"] = statistics.median(fresh) * 1000
+        # The same, after the dataset page (where the diff link is): its first diff, not its first page.
+        fresh = []
+        for _ in range(args.runs):
+            with Server(registry.root, models, diff_cache=0) as server:
+                get(server.base, page)
+                seconds, status, body = get(server.base, page + "/diff", old=1, new=2)
+                if status != 200 or b'id="diff-changed"' not in body or b"data-src" in body:
+                    raise SystemExit(f"fresh server, diff page: status {status}, {body[:300]!r}")
+                fresh.append(seconds)
+        figures["diff_page_fresh_after_page"] = statistics.median(fresh) * 1000
+        # Nothing kept in memory: every request loads both versions' stored digests again.
+        with Server(registry.root, models, diff_cache=0, digest_rows=0) as server:
+            figures["diff_full_stored"] = median_ms(
+                server.base, args.runs, page + "/diff/full", b"diff-changed", old=1, new=2
+            )
+            figures["diff_page_stored"] = median_ms(
+                server.base, args.runs, page + "/diff", b"diff-changed", old=1, new=2
+            )
+            rss_stored = peak_rss_mib(server.pid)
         # Digests kept (the default), computed diffs not: each request computes the diff again.
         with Server(registry.root, models, diff_cache=0) as server:
             figures["diff_full"] = median_ms(
@@ -268,16 +338,18 @@ def main() -> None:
                 server.base, args.runs, page + "/diff", b"diff-changed", old=1, new=2
             )
 
-        baseline_run = subprocess.run(
-            [sys.executable, "-c", BASELINE, str(v1_parquet), str(v2_parquet), str(args.runs)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        baseline = json.loads(baseline_run.stdout.strip().splitlines()[-1])
+        baseline: dict[str, float] = {"peak_rss_mib": 0.0}
+        if not args.diffs_only:
+            baseline_run = subprocess.run(
+                [sys.executable, "-c", BASELINE, str(v1_parquet), str(v2_parquet), str(args.runs)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            baseline = json.loads(baseline_run.stdout.strip().splitlines()[-1])
 
     print(f"viewer (Lance) vs Parquet load-then-filter, median of {args.runs} requests, ms:")
-    print(f"{'figure':<20} {'viewer':>9} {'parquet':>9} {'ratio':>7}  goal < {GOAL_MS:.0f} ms")
+    print(f"{'figure':<28} {'viewer':>9} {'parquet':>9} {'ratio':>7}  goal < {GOAL_MS:.0f} ms")
     result_rows = {}
     for figure, ms in figures.items():
         key = BASELINE_OF.get(figure)
@@ -286,11 +358,18 @@ def main() -> None:
         met = "yes" if ms < GOAL_MS else "NO"
         other_text = f"{other:9.1f}" if other else f"{'-':>9}"
         ratio_text = f"{ratio:6.1f}x" if ratio else f"{'-':>7}"
-        print(f"{figure:<20} {ms:9.1f} {other_text} {ratio_text}  {met}")
+        print(f"{figure:<28} {ms:9.1f} {other_text} {ratio_text}  {met}")
         result_rows[figure] = {"viewer_ms": ms, "parquet_ms": other, "ratio_parquet_over_viewer": ratio}
+    cold_ratio = figures["diff_full_cold"] / figures["diff_page_fresh_stored"]
+    print(
+        f"cold diff: {figures['diff_full_cold']:.1f} ms reading content (no stored digests), "
+        f"{figures['diff_page_fresh_stored']:.1f} ms for a fresh server's first diff page from stored "
+        f"digests: {cold_ratio:.1f}x; {figures['diff_full_stored']:.1f} ms full diff loading them each time"
+    )
     print(
         f"peak RSS: viewer {rss_start:.0f} MiB at start, {rss_pages:.0f} MiB after pages and histograms; "
-        f"{rss_cold:.0f} MiB after cold diffs; {rss_diff:.0f} MiB after diffs with digests kept; "
+        f"{rss_cold:.0f} MiB after cold diffs; {rss_stored:.0f} MiB after diffs from stored digests; "
+        f"{rss_diff:.0f} MiB after diffs with digests kept; "
         f"parquet baseline {baseline['peak_rss_mib']:.0f} MiB"
     )
     write_result(
@@ -308,10 +387,17 @@ def main() -> None:
             "search": SEARCH,
             "figures": result_rows,
             "appends": args.appends,
+            "diffs_only": args.diffs_only,
+            "cold_no_digests_over_fresh_stored": cold_ratio,
+            "write_1m_s": write_s,
+            "append_s_with_digests": append_s,
+            "digest_mib_v1_v2": digest_mib,
+            "load_average": os.getloadavg(),
             "viewer_peak_rss_mib": {
                 "start": rss_start,
                 "after_pages": rss_pages,
                 "after_cold_diffs": rss_cold,
+                "after_diffs_from_stored_digests": rss_stored,
                 "after_diffs_with_digests": rss_diff,
             },
             "parquet_peak_rss_mib": baseline["peak_rss_mib"],

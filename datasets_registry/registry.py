@@ -18,7 +18,7 @@ import lance
 import pyarrow as pa
 
 from assay.names import NAME_PATTERN
-from datasets_registry import job_commits, storage
+from datasets_registry import digest_files, job_commits, storage
 from datasets_registry.catalog import Catalog, VersionInfo
 from datasets_registry.errors import RegistryError
 from datasets_registry.lineage import Lineage
@@ -186,8 +186,14 @@ class Registry:
         2
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, write_digests: bool = True) -> None:
+        """Args:
+        root: A local folder or an object-store URI.
+        write_digests: Store the digests of each version's new fragments beside the data
+            when it is written (`digest_files`), so a diff of it need not read its content.
+        """
         self.root = os.fspath(root)
+        self.write_digests = write_digests
         if "://" not in self.root:
             # Absolute, because Ray workers that read and write it run in other folders. No
             # folder is made here: reading a mistyped root must change nothing, and Lance
@@ -319,6 +325,8 @@ class Registry:
         version = storage.commit(uri, schema, fragments, mode)
         num_rows = lance.dataset(uri, version=version).count_rows()
         self.catalog.append(name, version, kind, num_rows, lineage)
+        if self.write_digests:  # never fails the write: a digest not stored is computed later
+            digest_files.store(uri, version, fragments)
         # Not `open`: the version of a job that has not committed yet is hidden from readers.
         (info,) = [i for i in self.catalog.rows(name, include_hidden=True) if i.version == version]
         return DatasetVersion(uri, info)
@@ -450,4 +458,5 @@ class Registry:
             ]
             if doomed:
                 dataset.cleanup_old_versions(versions=sorted(doomed), error_if_tagged_old_versions=False)
+            digest_files.remove_orphans(self.dataset_uri(name))  # of fragments whose data files went
         return removable

@@ -203,6 +203,9 @@ class Viewer:
         )
         self.env.globals.update(url=url, number=_number, size=_size, quote=quote)
         self.env.filters["pretty"] = _pretty
+        # Compiled at start, not in the first request of each page (tens of ms a page).
+        for template in self.env.list_templates(extensions=["html"]):
+            self.env.get_template(template)
         self.diffs = _Cache(settings.diff_cache)
         self.summaries = _Cache(settings.diff_cache)
         self.digests = DigestCache(max(0, settings.digest_rows))
@@ -348,10 +351,9 @@ class Viewer:
                 "diff.html", summary=None, note="only one version: nothing to compare", **context
             )
         key = (old.version.ref, new.version.ref)
-        # The full diff at once when it is kept, or quick to make (both versions' digests kept).
-        quick = key in self.diffs.items or (
-            self.digests.has_version(old.data) and self.digests.has_version(new.data)
-        )
+        # The full diff at once when it is kept, or quick to make (both versions' digests kept,
+        # or stored beside the data when the versions were written).
+        quick = key in self.diffs.items or (self.digests.ready(old.data) and self.digests.ready(new.data))
         full = self._full_context(old, new) if quick else None
         if full is not None:
             summary = DiffSummary.of(full["diff"])

@@ -31,7 +31,8 @@ def _turns(role: str, content: str) -> list[dict[str, str]]:
 
 def build_registry(root: Path, rows: int = 250) -> Registry:
     """A registry with `chat` (2 versions), `prefs`, `code`, `dead` and `hostile`."""
-    registry = Registry(root)
+    # No stored digests: the diff page's two steps (versions a viewer has no digests of).
+    registry = Registry(root, write_digests=False)
     langs = ["en", "fr", "de", "es"]
     base = {
         "id": [f"r{i:04d}" for i in range(rows)],
