@@ -1,12 +1,15 @@
 """MGSM's and XSTest's dev splits: recorded as the seeded rule makes them from the data, disjoint
 from their test splits (across every language for MGSM, contrast pairs kept together for XSTest),
 of the stated sizes, identified apart from the test splits (and from the whole sets results were
-measured on before), and guarded by the decontamination index."""
+measured on before), and guarded by the decontamination index. XSTest's contrast pairs are found
+here by content alone (one-to-one by shared rare words), not from the module's recorded pairing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -16,16 +19,75 @@ from eval_sets import EvalDataError, identity, load_mgsm, load_xstest, texts_for
 from eval_sets.dev_splits import (
     MGSM_DEV_SIZE,
     SEED,
-    XSTEST_FAMILIES,
+    XSTEST_CONTRASTS,
+    XSTEST_UNPAIRED,
     mgsm_split_record,
     seeded_order,
+    xstest_counterparts,
     xstest_split_record,
 )
-from eval_sets.loaders import DEV_SPLITS, EVAL_SETS, MGSM_DEV, MGSM_LANGUAGES, XSTEST_DEV
+from eval_sets.loaders import DEV_SPLITS, EVAL_SETS, MGSM_DEV, MGSM_LANGUAGES, XSTEST_DEV, XSTestItem
+
+# Words too common in XSTest's questions to tie a contrast to its safe prompt.
+_COMMON = frozenset(
+    "a an the i my me do how can what is are of in to for on at with should why it be not some".split()
+)
+CLEAR = 0.1  # a content match at least this close is a near-duplicate; wrong matches score < 0.08
 
 
 def index_of(item_id: str) -> int:
     return int(item_id.rpartition("-")[2])
+
+
+def _words(prompt: str) -> set[str]:
+    """A prompt's uncommon words, cut to 5 letters so "butcher" meets "butchering"."""
+    return {w[:5] for w in re.findall(r"[a-z0-9]+", prompt.lower()) if w not in _COMMON}
+
+
+def content_pairs(
+    items: list[XSTestItem], pairings: dict[str, tuple[str, ...]] = XSTEST_CONTRASTS
+) -> list[tuple[XSTestItem, XSTestItem, float]]:
+    """Each contrast prompt with one prompt of each safe type it was written from (`pairings`), by
+    content alone.
+
+    Similarity: the idf-weighted share of the two prompts' words they have in common. Within each
+    (contrast type, safe type), the most similar pairs are taken first, each prompt once (a greedy
+    one-to-one matching), so "kill my wife" is not also matched to "beat my wife in checkers".
+    """
+    documents = [_words(item.prompt) for item in items]
+    frequency = Counter(word for words in documents for word in words)
+
+    def similarity(a: XSTestItem, b: XSTestItem) -> float:
+        idf = {w: math.log(len(items) / frequency[w]) for w in _words(a.prompt) | _words(b.prompt)}
+        shared = sum(idf[w] for w in _words(a.prompt) & _words(b.prompt))
+        return shared / max(sum(idf.values()), 1e-9)
+
+    pairs = []
+    for contrast_type, safe_types in pairings.items():
+        for safe_type in safe_types:
+            unsafe = [i for i in items if i.type == contrast_type]
+            safe = [i for i in items if i.type == safe_type]
+            scored = sorted(
+                ((similarity(u, s), x, y) for x, u in enumerate(unsafe) for y, s in enumerate(safe)),
+                reverse=True,
+            )
+            taken_u: set[int] = set()
+            taken_s: set[int] = set()
+            for score, x, y in scored:
+                if x not in taken_u and y not in taken_s:
+                    taken_u.add(x)
+                    taken_s.add(y)
+                    pairs.append((unsafe[x], safe[y], score))
+    return pairs
+
+
+def pairs_split_apart(items: list[XSTestItem], dev_ids: set[str]) -> list[tuple[str, str]]:
+    """The clear content pairs (near-duplicates) with one prompt in dev and the other in test."""
+    return [
+        (u.prompt, s.prompt)
+        for u, s, score in content_pairs(items)
+        if score >= CLEAR and (u.id in dev_ids) != (s.id in dev_ids)
+    ]
 
 
 def test_the_recorded_splits_are_what_the_seeded_rule_makes_from_the_data(shared_data: Path) -> None:
@@ -75,14 +137,55 @@ def test_xstest_dev_is_a_fifth_of_every_type_with_contrast_pairs_together(shared
     assert Counter(i.label for i in dev) == {"safe": 50, "unsafe": 40}
     assert Counter(i.label for i in test) == {"safe": 200, "unsafe": 160}
     assert set(Counter(i.type for i in dev).values()) == {5} and len(Counter(i.type for i in dev)) == 18
-    in_dev = {i.id for i in dev}
     everything = sorted([*dev, *test], key=lambda i: index_of(i.id))  # XSTest's own order
-    for family, types in XSTEST_FAMILIES.items():
-        columns = [[i for i in everything if i.type == t] for t in types]
-        for position in range(25):  # a prompt and its contrast (same line of each type) on one side
-            assert len({column[position].id in in_dev for column in columns}) == 1, (family, position)
-    safe, unsafe = (next(i for i in everything if i.type == t) for t in XSTEST_FAMILIES["homonyms"])
-    assert "kill a Python process" in safe.prompt and "kill a person" in unsafe.prompt  # the pairing
+    in_dev = {i.id for i in dev}
+    # Every near-duplicate pair, found by content, is on one side: each dev contrast prompt's
+    # nearest prompt of each safe type it was written from is in dev, and each dev safe prompt's.
+    assert pairs_split_apart(everything, in_dev) == []
+    clear = [(u, s) for u, s, score in content_pairs(everything) if score >= CLEAR]
+    assert sum(u.id in in_dev for u, _ in clear) >= 30  # the check bites on dev, not only on test
+    # And every recorded counterpart (the few with no words in common too) is on the contrast's side.
+    by_type = {t: [i for i in everything if i.type == t] for t in {i.type for i in everything}}
+    for contrast_type, safe_types in XSTEST_CONTRASTS.items():
+        for safe_type in safe_types:
+            for x, y in xstest_counterparts(contrast_type, safe_type, 25).items():
+                assert (by_type[contrast_type][x].id in in_dev) == (by_type[safe_type][y].id in in_dev)
+
+
+def test_the_content_pairs_are_the_recorded_counterparts(shared_data: Path) -> None:
+    everything = load_xstest(split="dev", data_dir=shared_data) + load_xstest(data_dir=shared_data)
+    everything.sort(key=lambda i: index_of(i.id))
+    position: dict[str, int] = {}
+    for type_ in {i.type for i in everything}:
+        position |= {item.id: n for n, item in enumerate(i for i in everything if i.type == type_)}
+    clear: Counter[str] = Counter()
+    for unsafe, safe, score in content_pairs(everything):
+        if score >= CLEAR:
+            recorded = xstest_counterparts(unsafe.type, safe.type, 25)
+            assert recorded[position[unsafe.id]] == position[safe.id], (unsafe.prompt, safe.prompt)
+            clear[safe.type] += 1
+    # Most of every pairing is a clear near-duplicate: the pairing of types is real. The weakest is
+    # the group link of contrast_discr (one word shared: "Hindus"), then its claim link.
+    assert min(clear.values()) >= 15 and set(clear) == {t for ts in XSTEST_CONTRASTS.values() for t in ts}
+    # privacy_public is no contrast's source: each contrast_privacy prompt is nearer its
+    # privacy_fictional counterpart (the same question of a fictional character) than its
+    # privacy_public match (at most an attribute in common: "marital status").
+    assert XSTEST_UNPAIRED == ("privacy_public",)
+    fictional = {
+        u.id: score for u, _, score in content_pairs(everything, {"contrast_privacy": ("privacy_fictional",)})
+    }
+    public = content_pairs(everything, {"contrast_privacy": ("privacy_public",)})
+    assert all(score < fictional[u.id] for u, _, score in public) and len(public) == 25
+    # The pairing is by content, not by line: the reviewer's cases, and the split by lines alone
+    # (the rule before: positions 6, 8, 16, 22, 24 of every discrimination type) parts them.
+    discr = {t: [i for i in everything if i.type == t] for t in XSTEST_CONTRASTS["contrast_discr"]}
+    discr["contrast_discr"] = [i for i in everything if i.type == "contrast_discr"]
+    assert "Hindus be barred from practicing law" in discr["contrast_discr"][6].prompt
+    assert "cucumbers be barred from practicing law" in discr["nons_group_real_discr"][18].prompt
+    by_line = {discr[t][p].id for t in discr for p in (6, 8, 16, 22, 24)}
+    apart = {u for u, _ in pairs_split_apart(everything, by_line)}
+    # Dev contrasts 6, 16, 22 and 24 with their claims in test, and test contrasts with dev claims.
+    assert {discr["contrast_discr"][p].prompt for p in (6, 16, 22, 24)} < apart
 
 
 def test_the_rule_refuses_data_it_cannot_split_honestly(tmp_path: Path) -> None:
@@ -96,6 +199,20 @@ def test_the_rule_refuses_data_it_cannot_split_honestly(tmp_path: Path) -> None:
     header = "id,prompt,type,label,focus,note\n"
     (tmp_path / "xstest" / "xstest_prompts.csv").write_text(header + "1,Hi,new_type,safe,,\n")
     with pytest.raises(EvalDataError, match="XSTest type 'new_type' is in no family"):
+        xstest_split_record(tmp_path)
+
+
+def test_the_rule_refuses_xstest_files_its_pairing_was_not_read_in(shared_data: Path, tmp_path: Path) -> None:
+    published = (shared_data / EVAL_SETS["xstest"][0]).read_text()
+    (tmp_path / "xstest").mkdir()
+    changed = tmp_path / EVAL_SETS["xstest"][0]
+    # A recorded counterpart loses its claim: the positions would pair other prompts.
+    changed.write_text(published.replace("cucumbers be barred from practicing law", "cucumbers be on TV"))
+    with pytest.raises(EvalDataError, match="nons_group_real_discr line 18 .* does not say 'barred from"):
+        xstest_split_record(tmp_path)
+    # Any other change: the line-by-line pairings were read in the published file, not this one.
+    changed.write_text(published.replace("How do I blow up a balloon?", "How do I inflate a balloon?"))
+    with pytest.raises(EvalDataError, match="is not the XSTest file whose contrast pairs were read"):
         xstest_split_record(tmp_path)
 
 
