@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 import pyarrow as pa
 
@@ -65,7 +64,3 @@ class CompletionCache(LanceKeyValueCache):
             compact_fragments=compact_fragments,
             keep_versions=keep_versions,
         )
-
-    def get(self, keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """The cached completions of those keys that are present."""
-        return super().get(keys)

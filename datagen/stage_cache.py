@@ -2,16 +2,19 @@
 
 The LLM-call cache (datagen/cache.py) makes a resumed job skip the completions it already paid
 for; this cache does the same for the costly stages that call no LLM: `execute`,
-`sql_reference` and `synthesize_tests` (the sandbox) and `score` (a reward model). It is a
+`sql_reference`, `synthesize_tests` and `translation_check` (the sandbox) and `score` (a reward
+model). It is a
 `LanceKeyValueCache` (datagen/lance_kv.py) of its own, `_cache/stage_results.lance` beside
 `_cache/llm_calls.lance`, and `--no-cache` turns both off.
 
 The key of a row's result is the sha256 of the stage's scope and the row's inputs:
 
-- the scope is the stage kind and every setting its result depends on (for a sandbox stage its
-  spec without the performance knobs, the sandbox limits, the backend that ran it and the Docker
-  image's id; for `score` the reward model's identity and `max_length`), and the names and Arrow
-  types of the columns it writes;
+- the scope is the stage kind, a digest of the source of the code that decides its result (its
+  own module and the modules it judges with: `result_modules`, hashed once per process), and
+  every setting its result depends on (for a sandbox stage its spec without the performance
+  knobs and without the fields that only name the columns it reads, the sandbox limits, the
+  backend that ran it and the Docker image's id; for `score` the reward model's identity and
+  `max_length`), and the names and Arrow types of the columns it writes;
 - the inputs are the values the stage reads from the row (program, language, tests; for a list
   of completions only their texts, since a completion's `cached` flag and latency differ
   between a run and its re-run).
@@ -19,16 +22,20 @@ The key of a row's result is the sha256 of the stage's scope and the row's input
 The value is the row's written columns as an Arrow IPC stream of one row, so a hit gives back
 exactly the Arrow types the stage declares, nested verdict structs included. Workers put every
 finished batch at once, so a killed job keeps what it finished. Only results are cached, never a
-row's failure (a sandbox error, a malformed row): those are retried. A verdict the sandbox gave
-is cached whatever it is, `timeout` included: a program that timed out on an overloaded machine
-times out again on a re-run without running (clear the cache, or run with `--no-cache`, to give
-it another chance).
+row's failure (a sandbox error, a malformed row): those are retried. Nor is a result any of whose
+sandbox runs timed out (the stage returns it as `Uncached`): on a loaded machine a timeout is
+often the load, not the program, so a re-run runs it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import functools
+import hashlib
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
@@ -36,6 +43,8 @@ from datagen.lance_kv import LanceKeyValueCache
 from datasets_registry import canonical_hash
 
 if TYPE_CHECKING:
+    import ray.data
+
     from datagen.stages.base import Row, RowResult
 
 STAGE_RESULTS_TABLE = "stage_results.lance"
@@ -63,6 +72,50 @@ def decode_result(data: bytes, schema: pa.Schema) -> Row | None:
     if not table.schema.equals(schema) or table.num_rows != 1:
         return None
     return table.to_pylist()[0]
+
+
+class Uncached(dict):  # type: ignore[type-arg] - a row: column name -> value
+    """A row's result to write but not to store in the cache: one of its sandbox runs timed out
+    (the load of a shared machine may be to blame; the next run tries again)."""
+
+
+def any_timeout(statuses: Iterable[str | None]) -> bool:
+    """Whether any of these verdict statuses is a `timeout`."""
+    return any(status == "timeout" for status in statuses)
+
+
+def uncached_if(timed_out: bool, result: Row) -> Row:
+    """`result`, marked `Uncached` when a run behind it timed out."""
+    return Uncached(result) if timed_out else result
+
+
+@functools.cache
+def source_digest(modules: tuple[str, ...]) -> str:
+    """The sha256 of the source of these modules (a package: every file under its folder, the
+    non-Python ones too, such as the sandbox's harnesses), read once per process.
+
+    Raises:
+        ModuleNotFoundError: a module that does not exist.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise ModuleNotFoundError(f"no module named {name!r}")
+        if spec.submodule_search_locations:
+            files = sorted(
+                path
+                for folder in spec.submodule_search_locations
+                for path in Path(folder).rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+            )
+        else:
+            assert spec.origin is not None, name
+            files = [Path(spec.origin)]
+        for path in files:
+            digest.update(f"{name}:{path.name}:".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def result_inputs(value: Any) -> Any:
@@ -128,8 +181,8 @@ class StageResultCache(LanceKeyValueCache):
         fresh: dict[str, bytes] = {}
         for index, result in zip(missing, computed, strict=True):
             key = keys[index]
-            if key is None or isinstance(result, Exception):
-                continue  # failures are never cached: a re-run retries them
+            if key is None or isinstance(result, Exception | Uncached):
+                continue  # failures and timed-out runs are never cached: a re-run retries them
             try:
                 fresh[key] = encode_result(result, self.columns)
             except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
@@ -168,13 +221,35 @@ class CacheCounter:
 
 class StageCacheUser:
     """What a stage using the stage-result cache keeps: the table's uri (None: caching off) and,
-    once `apply` ran, the counter its actors report to (hits are 0 with caching off)."""
+    once `apply` ran, the counter its actors report to (hits are 0 with caching off).
+
+    Its `metrics` are the stage's own (`result_metrics`) with the cache's counts merged in; a
+    subclass overrides `result_metrics`, never `metrics` (refused when the class is defined, so
+    no stage drops its hits).
+    """
 
     stage_cache_uri: str | None = None
     cache_counter: CacheCounter | None = None
-    # Part of every key: bump it when a change to the stage's code changes what it writes, so
-    # results stored by the old code are not taken.
+    # Part of every key: bump it when a change elsewhere (not in `result_modules`) changes what
+    # the stage writes, so results stored before are not taken.
     results_version: int = 1
+    # Modules besides the stage's own whose source decides its results; their digest is part of
+    # every key, so a code change is never served results the old code computed.
+    result_modules: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "metrics" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: override `result_metrics`, not `metrics` (it adds the cache's)")
+
+    def code_digest(self) -> str:
+        """The digest of the source of the stage's module and its `result_modules`."""
+        return source_digest((type(self).__module__, *self.result_modules))
+
+    def base_scope(self) -> dict[str, Any]:
+        """What every key of the stage holds: its kind, `results_version` and `code_digest`."""
+        kind = getattr(getattr(self, "spec", None), "type", type(self).__name__)
+        return {"stage": kind, "version": self.results_version, "code": self.code_digest()}
 
     def start_cache_counter(self, stage_name: str) -> None:
         """Start the counter (in the driver, before the stage's actors are built)."""
@@ -183,6 +258,48 @@ class StageCacheUser:
     def cache_metrics(self) -> dict[str, Any]:
         """The stage's cache hits and computed rows, or {} before `apply`."""
         return self.cache_counter.metrics() if self.cache_counter is not None else {}
+
+    def result_metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
+        """The stage's own metrics over its output (none by default)."""
+        return {}
+
+    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
+        """`result_metrics`, and the rows taken from the cache and computed (`stage_cache`)."""
+        return self.result_metrics(result) | self.cache_metrics()
+
+
+class StageCacheWorker(ABC):
+    """A Ray actor of a `StageCacheUser` stage: each batch goes through the stage-result cache,
+    and only the rows not cached reach `process_rows`."""
+
+    stage: Any  # the stage: a StageCacheUser with name, reads, writes and cache_inputs
+
+    def cache_scope(self) -> Mapping[str, Any]:
+        """The stage's scope as this worker sees it (a sandbox stage adds its sandbox)."""
+        return self.stage.cache_scope()
+
+    @functools.cached_property
+    def stage_cache(self) -> StageResultCache | None:
+        """The stage-result cache under the stage's scope, or None when caching is off."""
+        stage = self.stage
+        if not stage.stage_cache_uri:
+            return None
+        return StageResultCache(stage.stage_cache_uri, self.cache_scope(), stage.writes)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from datagen.stages.base import process_table  # not at import: datagen.stages imports this
+
+        stage = self.stage
+
+        def process(rows: list[Row]) -> list[RowResult]:
+            return process_with_cache(stage, self.stage_cache, rows, self.process_rows, stage.cache_inputs)
+
+        return process_table(table, stage.name, stage.reads, stage.writes, process)
+
+    @abstractmethod
+    def process_rows(self, rows: list[Row]) -> list[RowResult]:
+        """One result per row of the batch: the row's written values (`Uncached` when they must
+        not be stored), or the exception that failed it."""
 
 
 def process_with_cache(

@@ -16,9 +16,10 @@ whose execution failed in the sandbox itself (`sandbox_error`) goes to the dead 
 can be retried.
 
 A row's verdicts are kept in the stage-result cache (datagen/stage_cache.py) as soon as its
-batch finishes, keyed by the program (each completion's text), language, tests, the stage's
-settings and the sandbox's identity: a re-run or resumed job does not execute it again. A
-`timeout` verdict is kept like any other; a `sandbox_error` (a dead letter) never is.
+batch finishes, keyed by the program (each completion's text), language, tests, the stage's code
+and settings and the sandbox's identity: a re-run or resumed job does not execute it again. A
+row with a `timeout` verdict is not kept (the load of the machine may be to blame), nor a
+`sandbox_error` (a dead letter).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
+from datagen.stage_cache import any_timeout, uncached_if
 from datagen.stages.base import BuildContext, Row, RowResult
 from datagen.stages.registry import register_stage
 from datagen.stages.sandbox_worker import (
@@ -126,25 +128,24 @@ class _ExecuteWorker(SandboxWorker):
         results: list[RowResult] = []
         for row_verdicts in per_row:
             failure = sandbox_failure(row_verdicts)
+            timed_out = any_timeout(v.status for v in row_verdicts)
             if failure is not None:
                 results.append(failure)
             elif stage.list_input:
-                results.append(
-                    {
-                        "completion_verdicts": [v.to_row() for v in row_verdicts],
-                        spec.scores: [v.reward for v in row_verdicts],
-                    }
-                )
+                result = {
+                    "completion_verdicts": [v.to_row() for v in row_verdicts],
+                    spec.scores: [v.reward for v in row_verdicts],
+                }
+                results.append(uncached_if(timed_out, result))
             else:
                 (verdict,) = row_verdicts
-                results.append(
-                    {
-                        "verdict": verdict.status,
-                        "verdict_details": verdict.to_row(),
-                        "pass_rate": verdict.pass_rate,
-                        "reward": verdict.reward,
-                    }
-                )
+                result = {
+                    "verdict": verdict.status,
+                    "verdict_details": verdict.to_row(),
+                    "pass_rate": verdict.pass_rate,
+                    "reward": verdict.reward,
+                }
+                results.append(uncached_if(timed_out, result))
         return results
 
 
@@ -187,6 +188,8 @@ class ExecuteStage(SandboxStage[ExecuteStageSpec]):
     spec_class = ExecuteStageSpec
     worker = _ExecuteWorker
     runtime_fields = SandboxStage.runtime_fields | {"max_concurrency", "threads"}
+    # `program` vs `completions` changes the shape, which the written columns (in the key) show.
+    read_fields = frozenset({"program", "completions", "language", "tests"})
 
     def __init__(self, spec: ExecuteStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)

@@ -6,22 +6,21 @@ Ray Data shuts the actor down, or else when its process exits. The actors reserv
 `LIGHT_TASK_CPUS` each: the programs run in the containers, not in the actor.
 
 Each batch goes through the stage-result cache first (datagen/stage_cache.py): a row whose
-result a run before stored (same stage settings, sandbox identity and inputs) is not executed
-again; the stage's metrics report the hits (`stage_cache`).
+result a run before stored (same stage code and settings, sandbox identity and inputs) is not
+executed again; the stage's metrics report the hits (`stage_cache`). A result with a timed-out
+run is not stored (the worker returns it as `Uncached`).
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
-from datagen.stage_cache import StageCacheUser, StageResultCache, process_with_cache, result_inputs
+from datagen.stage_cache import StageCacheUser, StageCacheWorker, result_inputs
 from datagen.stages.base import (
     LIGHT_TASK_CPUS,
     BuildContext,
@@ -29,17 +28,28 @@ from datagen.stages.base import (
     RowResult,
     Stage,
     StageSpec,
-    process_table,
     run_rows_isolated,
 )
 from sandbox.config import SandboxConfig
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     import ray.data
 
     from sandbox.execution import Sandbox
     from sandbox.verdict import Verdict
+
+# The code a sandbox verdict depends on besides the stage's own module: how a program is
+# extracted, run and judged (packages: every file, the harnesses shipped into the sandbox too).
+SANDBOX_RESULT_MODULES = (
+    "datagen.stages.sandbox_worker",
+    "sandbox.verify",
+    "sandbox.verdict",
+    "sandbox.extract",
+    "sandbox.execution",
+    "sandbox.server",
+    "sandbox.languages",
+    "sandbox.harness",
+)
 
 # Sandbox settings that decide how fast and how robustly it runs, not what a program's verdict
 # is: left out of the stage-result cache's key (the backend and image are put in resolved).
@@ -104,28 +114,30 @@ class SandboxStage(StageCacheUser, Stage[SandboxSpecT]):
     worker: ClassVar[type[SandboxWorker]]
     # Spec fields that decide how fast the stage runs, not what it writes: out of its cache key.
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"name", "actors", "batch_size", "sandbox"})
+    # Spec fields that only name the columns the stage reads: out of its cache key too (the
+    # values read are the key's inputs), so renaming a column keeps its results.
+    read_fields: ClassVar[frozenset[str]] = frozenset()
+    result_modules = SANDBOX_RESULT_MODULES
 
     def __init__(self, spec: SandboxSpecT, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
         self.threads = spec.sandbox.pool_size  # what each actor runs at once; a stage may change it
         self.stage_cache_uri = (context or BuildContext()).stage_cache_uri
 
+    def result_settings(self) -> dict[str, Any]:
+        """The spec's fields that decide what the stage writes (a stage may resolve defaults)."""
+        return self.spec.model_dump(exclude=set(self.runtime_fields | self.read_fields))
+
     def cache_scope(self, sandbox: Sandbox) -> dict[str, Any]:
-        """The stage kind and settings its results depend on, with the sandbox that runs them."""
-        return {
-            "stage": self.spec.type,
-            "version": self.results_version,
-            "spec": self.spec.model_dump(exclude=set(self.runtime_fields)),
+        """The stage kind, code and settings its results depend on, with the sandbox running them."""
+        return self.base_scope() | {
+            "spec": self.result_settings(),
             "sandbox": sandbox_identity(sandbox, self.spec.sandbox),
         }
 
     def cache_inputs(self, row: Row) -> Any:
         """What a row's result depends on: the values the stage reads."""
         return [result_inputs(row[column]) for column in self.reads]
-
-    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
-        """Rows taken from the stage-result cache and rows run (`stage_cache`)."""
-        return self.cache_metrics()
 
     @property
     def actor_cpus(self) -> float:
@@ -140,8 +152,11 @@ class SandboxStage(StageCacheUser, Stage[SandboxSpecT]):
         return self.map_actors(ds, self.worker, self.spec.batch_size)
 
 
-class SandboxWorker(ABC):
-    """A Ray actor holding one sandbox and `stage.threads` threads; called with batches of rows."""
+class SandboxWorker(StageCacheWorker):
+    """A Ray actor holding one sandbox and `stage.threads` threads; called with batches of rows
+    (through the stage-result cache: `StageCacheWorker`)."""
+
+    stage: SandboxStage[Any]
 
     def __init__(self, stage: SandboxStage[Any]) -> None:
         from sandbox import open_sandbox
@@ -159,26 +174,9 @@ class SandboxWorker(ABC):
             self.sandbox = None
             sandbox.close()
 
-    @functools.cached_property
-    def stage_cache(self) -> StageResultCache | None:
-        """The stage-result cache under this stage's scope, or None when caching is off."""
-        stage = self.stage
-        if not stage.stage_cache_uri:
-            return None
-        return StageResultCache(stage.stage_cache_uri, stage.cache_scope(self.sandbox), stage.writes)
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-
-        def process(rows: list[Row]) -> list[RowResult]:
-            return process_with_cache(stage, self.stage_cache, rows, self.process_rows, stage.cache_inputs)
-
-        return process_table(table, stage.name, stage.reads, stage.writes, process)
+    def cache_scope(self) -> dict[str, Any]:
+        return self.stage.cache_scope(self.sandbox)
 
     def map_rows(self, process: Callable[[Row], Row], rows: list[Row]) -> list[RowResult]:
         """`process` on each row, on the actor's threads; a row that raises gets its exception."""
         return list(self.pool.map(lambda row: run_rows_isolated([row], process)[0], rows))
-
-    @abstractmethod
-    def process_rows(self, rows: list[Row]) -> list[RowResult]:
-        """One result per row of the batch: the row's written values, or the exception that failed it."""

@@ -7,21 +7,21 @@ one reward per completion. Rows are scored in packed batches; a row that cannot 
 (a completion longer than `max_length` tokens on its own, a malformed value) fails alone.
 
 A row's rewards are kept in the stage-result cache (datagen/stage_cache.py) as soon as its batch
-is scored, keyed by the reward model's identity, `max_length`, the prompt and the completions'
-texts: a re-run or resumed job does not score it again. A cached reward is the one computed in
-the batch the row was first scored in (packing other rows beside it can move the last bits).
+is scored, keyed by the reward model's identity, `max_length`, the scoring code's source, the
+prompt and the completions' texts: a re-run or resumed job does not score it again. A cached
+reward is the one computed in the batch the row was first scored in (packing other rows beside
+it can move the last bits).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from datagen.stage_cache import StageCacheUser, StageResultCache, process_with_cache, result_inputs
-from datagen.stages.base import BuildContext, Row, RowResult, Stage, StageSpec, process_table
+from datagen.stage_cache import StageCacheUser, StageCacheWorker, result_inputs
+from datagen.stages.base import BuildContext, Row, RowResult, Stage, StageSpec
 from datagen.stages.registry import register_stage
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class ScoreStage(StageCacheUser, Stage[ScoreStageSpec]):
     """
 
     spec_class = ScoreStageSpec
+    # How a row becomes token ids, packed rows and a reward (the weights are in the model's identity).
+    result_modules = ("reward_model.score", "reward_model.data", "reward_model.packing", "reward_model.model")
 
     def __init__(self, spec: ScoreStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
@@ -71,18 +73,15 @@ class ScoreStage(StageCacheUser, Stage[ScoreStageSpec]):
         self.stage_cache_uri = (context or BuildContext()).stage_cache_uri
 
     def cache_scope(self) -> dict[str, Any]:
-        """The stage kind and what a reward depends on besides the row: the model, `max_length`."""
+        """The stage kind and code, and what a reward depends on besides the row: the model,
+        `max_length`, `per_completion`."""
         spec = self.spec
-        return {"stage": spec.type, "version": self.results_version, "model": self.model.identity,
-                "max_length": spec.max_length, "per_completion": spec.per_completion}  # fmt: skip
+        return self.base_scope() | {"model": self.model.identity, "max_length": spec.max_length,
+                                    "per_completion": spec.per_completion}  # fmt: skip
 
     def cache_inputs(self, row: Row) -> Any:
         """What a row's reward depends on: the prompt and the completions' texts."""
         return [result_inputs(row[self.spec.prompt]), result_inputs(row[self.spec.completion])]
-
-    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
-        """Rows taken from the stage-result cache and rows scored (`stage_cache`)."""
-        return self.cache_metrics()
 
     @property
     def models(self) -> list[str]:
@@ -101,8 +100,11 @@ class ScoreStage(StageCacheUser, Stage[ScoreStageSpec]):
         return self.map_actors(ds, _ScoreWorker, self.spec.batch_size)
 
 
-class _ScoreWorker:
-    """A Ray actor holding one reward model; called with batches of rows."""
+class _ScoreWorker(StageCacheWorker):
+    """A Ray actor holding one reward model; called with batches of rows (through the
+    stage-result cache: `StageCacheWorker`)."""
+
+    stage: ScoreStage
 
     def __init__(self, stage: ScoreStage) -> None:
         from reward_model.score import RewardScorer
@@ -113,23 +115,7 @@ class _ScoreWorker:
             stage.model.path, max_length=self.spec.max_length, batch_size=self.spec.batch_size
         )
 
-    @functools.cached_property
-    def stage_cache(self) -> StageResultCache | None:
-        """The stage-result cache under this stage's scope, or None when caching is off."""
-        stage = self.stage
-        if not stage.stage_cache_uri:
-            return None
-        return StageResultCache(stage.stage_cache_uri, stage.cache_scope(), stage.writes)
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        stage = self.stage
-
-        def process(rows: list[Row]) -> list[RowResult]:
-            return process_with_cache(stage, self.stage_cache, rows, self._score, stage.cache_inputs)
-
-        return process_table(table, stage.name, stage.reads, stage.writes, process)
-
-    def _score(self, rows: list[Row]) -> list[RowResult]:
+    def process_rows(self, rows: list[Row]) -> list[RowResult]:
         """Tokenize row by row (a bad row fails alone), then score every sample in one pass."""
         spec = self.spec
         samples: list[list[int]] = []

@@ -11,7 +11,9 @@ unordered task is not held to an order the task never asked for. The reference's
 (judges/code/sql.py) is written too, for dedupe.
 
 Input `tests`: `{"setup": "CREATE TABLE ...; INSERT ...;", "cases": [{"name": ..., "setup": ...}]}`
-(or no `cases`: one case on the shared setup). A reference that fails on a case fails its row.
+(or no `cases`: one case on the shared setup). A reference that fails on a case fails its row,
+and so does one that times out: a failed row is never kept in the stage-result cache
+(datagen/stage_cache.py), so a re-run runs it again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from pydantic import Field
 
 from datagen.stages.base import BuildContext, Row, RowResult
 from datagen.stages.registry import register_stage
-from datagen.stages.sandbox_worker import SandboxStage, SandboxStageSpec, SandboxWorker
+from datagen.stages.sandbox_worker import (
+    SANDBOX_RESULT_MODULES,
+    SandboxStage,
+    SandboxStageSpec,
+    SandboxWorker,
+)
 from judges.code.sql import canonical_sql, orders_rows
 
 if TYPE_CHECKING:
@@ -105,6 +112,8 @@ class SqlReferenceStage(SandboxStage[SqlReferenceStageSpec]):
 
     spec_class = SqlReferenceStageSpec
     worker = _SqlReferenceWorker
+    read_fields = frozenset({"reference", "tests"})  # `tests` is a written column too: in the key as such
+    result_modules = (*SANDBOX_RESULT_MODULES, "judges.code.sql")
 
     def __init__(self, spec: SqlReferenceStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)

@@ -16,6 +16,11 @@ A sample needs `min_tests` kept tests (default 4); its kept tests are written as
 (`output`, each completion's classes renamed apart), with the reference's verdict on them. Every
 row records the survival of its tests per step and its mutation score (`test_synthesis`), and
 the stage sums them into the dataset's lineage metrics.
+
+A row's result is kept in the stage-result cache (datagen/stage_cache.py), keyed by its
+completions' texts, reference, the stage's settings (the mutation operators as expanded), this
+module's and the mutation operators' source and the sandbox; not when any of its runs (on the
+reference or a mutant) timed out, since on a loaded machine that may be the load.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from datagen.stage_cache import any_timeout, uncached_if
 from datagen.stages.base import (
     BuildContext,
     Row,
@@ -37,7 +43,13 @@ from datagen.stages.base import (
     run_rows_isolated,
 )
 from datagen.stages.registry import register_stage
-from datagen.stages.sandbox_worker import SandboxStage, SandboxStageSpec, SandboxWorker, check_sandbox
+from datagen.stages.sandbox_worker import (
+    SANDBOX_RESULT_MODULES,
+    SandboxStage,
+    SandboxStageSpec,
+    SandboxWorker,
+    check_sandbox,
+)
 from judges.code.mutation import OPERATORS, Mutant, mutants
 from sandbox.extract import extract_code
 from sandbox.verdict import Verdict
@@ -206,6 +218,7 @@ class Validation:
     mutants: list[Mutant]
     killed: set[int]  # indices of mutants some kept test catches
     final: Verdict | None = None  # the reference on the kept tests, all suites in one module
+    timed_out: bool = False  # some run (reference, mutant or final) timed out
 
     def count(self, step: str) -> int:
         """Tests surviving `step` (one of STEPS), over all suites."""
@@ -290,11 +303,14 @@ def validate_suites(
         if caught:
             killed.add(m)
     validation = Validation(suites, mutant_list, killed)
+    runs = [*on_reference, *on_mutants]
     if kept := validation.kept_source():
         (validation.final,) = verify_many(
             sandbox, [Job("python", reference, kept, extract=False)], limits=limits
         )
         check_sandbox([validation.final])
+        runs.append(validation.final)
+    validation.timed_out = any_timeout(v.status for v in runs)
     return validation
 
 
@@ -357,6 +373,8 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
 
     spec_class = SynthesizeTestsStageSpec
     worker = _SynthesizeWorker
+    read_fields = frozenset({"completions", "solution", "language"})
+    result_modules = (*SANDBOX_RESULT_MODULES, "judges.code.mutation")
 
     def __init__(self, spec: SynthesizeTestsStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
@@ -367,6 +385,10 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
             "pass_rate": pa.float64(),
             "test_synthesis": STATS_TYPE,
         }
+
+    def result_settings(self) -> dict[str, Any]:
+        """The spec's settings with the operators as `mutants` expands them (None: all)."""
+        return super().result_settings() | {"operators": list(self.spec.operators or OPERATORS)}
 
     def row_result(self, row: Row, run: Any) -> Row:
         """Validate one row with `run(reference, suites, mutants) -> Validation`."""
@@ -388,25 +410,28 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
         validation: Validation = run(reference, suites, mutant_list)
         final = validation.final
         enough = validation.count("kill_mutant") >= spec.min_tests and final is not None
-        return {
-            spec.output: validation.kept_source() if enough else None,
-            "verdict": final.status if enough else None,  # type: ignore[union-attr]
-            "pass_rate": final.pass_rate if enough else None,  # type: ignore[union-attr]
-            "test_synthesis": {step: validation.count(step) for step in STEPS}
-            | {
-                "mutants": len(mutant_list),
-                "mutants_killed": len(validation.killed),
-                "mutation_score": validation.mutation_score,
-                "kept": enough,
+        return uncached_if(
+            validation.timed_out,
+            {
+                spec.output: validation.kept_source() if enough else None,
+                "verdict": final.status if enough else None,  # type: ignore[union-attr]
+                "pass_rate": final.pass_rate if enough else None,  # type: ignore[union-attr]
+                "test_synthesis": {step: validation.count(step) for step in STEPS}
+                | {
+                    "mutants": len(mutant_list),
+                    "mutants_killed": len(validation.killed),
+                    "mutation_score": validation.mutation_score,
+                    "kept": enough,
+                },
             },
-        }
+        )
 
-    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
+    def result_metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
         """Survival per step, samples kept, tests per kept sample and the mean mutation score."""
         rows = finished_rows(result, ["test_synthesis"])
         stats = [r["test_synthesis"] for r in rows if r["test_synthesis"]]
         if not stats:
-            return self.cache_metrics()
+            return {}
         totals = {step: sum(s[step] for s in stats) for step in STEPS}
         kept = [s for s in stats if s["kept"]]
         survival = {
@@ -423,4 +448,4 @@ class SynthesizeTestsStage(SandboxStage[SynthesizeTestsStageSpec]):
             else 0.0,
             "mutation_score_mean": round(sum(s["mutation_score"] for s in stats) / len(stats), 4),
             "mutants": sum(s["mutants"] for s in stats),
-        } | self.cache_metrics()
+        }

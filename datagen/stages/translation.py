@@ -18,6 +18,11 @@ Two stages around an ordinary render -> generate (the recipe `translate_code` wi
 Every completion of a row is checked (so the counts per step are honest); the kept one is the
 passing translation with the most tests. Per row, `translation` counts the completions that
 survive each step; the stage sums them per language into the lineage (`metrics.stages.NAME`).
+
+A row's result is kept in the stage-result cache (datagen/stage_cache.py), keyed by its replies'
+texts, prompt, target and entry function, the stage's settings, its code (this module and the
+translation helpers) and the sandbox; not when any of its runs timed out. Its metrics report the
+hits (`stage_cache`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from datagen.stage_cache import any_timeout, uncached_if
 from datagen.stages.base import (
     LIGHT_TASK_CPUS,
     BuildContext,
@@ -43,7 +49,13 @@ from datagen.stages.base import (
 from datagen.stages.code_problems import first_call
 from datagen.stages.code_select import explode_rows
 from datagen.stages.registry import register_stage
-from datagen.stages.sandbox_worker import SandboxStage, SandboxStageSpec, SandboxWorker, check_sandbox
+from datagen.stages.sandbox_worker import (
+    SANDBOX_RESULT_MODULES,
+    SandboxStage,
+    SandboxStageSpec,
+    SandboxWorker,
+    check_sandbox,
+)
 from datagen.stages.translation_targets import (
     REASONS,
     TargetLanguage,
@@ -286,6 +298,8 @@ class TranslationCheckStage(SandboxStage[TranslationCheckStageSpec]):
 
     spec_class = TranslationCheckStageSpec
     worker = _TranslationWorker
+    read_fields = frozenset({"completions", "prompt", "target", "entry_point"})
+    result_modules = (*SANDBOX_RESULT_MODULES, "datagen.stages.translation_targets")
 
     def __init__(self, spec: TranslationCheckStageSpec, context: BuildContext | None = None) -> None:
         super().__init__(spec, context)
@@ -311,6 +325,10 @@ class TranslationCheckStage(SandboxStage[TranslationCheckStageSpec]):
         best = max(kept, key=lambda o: o.verdict.total if o.verdict else 0) if kept else None
         furthest = max(outcomes, key=lambda o: (o.step, REASONS.index(o.reason or "no_code")), default=None)
         shown = best or furthest
+        # Every run's status: the solution on its tests, and the broken variant that answered.
+        timed_out = any_timeout(
+            status for o in outcomes for status in (o.verdict.status if o.verdict else None, o.broken_status)
+        )
         stats = {
             "target": language.name,
             "entry_point": entry,
@@ -325,20 +343,24 @@ class TranslationCheckStage(SandboxStage[TranslationCheckStageSpec]):
             "broken_status": shown.broken_status if shown else None,
         }
         if best is None or best.verdict is None:
-            return dict.fromkeys(self.writes) | {"translation": stats}
+            return uncached_if(timed_out, dict.fromkeys(self.writes) | {"translation": stats})
         tests = best.tests if spec.prompt_tests else None
-        return {
-            "prompt": restate_prompt(str(row[spec.prompt] or ""), language, tests, entry),
-            "language": language.name,
-            "tests": best.tests,
-            "solution": best.solution,
-            "verdict": best.verdict.status,
-            "pass_rate": best.verdict.pass_rate,
-            "translation": stats,
-        }
+        return uncached_if(
+            timed_out,
+            {
+                "prompt": restate_prompt(str(row[spec.prompt] or ""), language, tests, entry),
+                "language": language.name,
+                "tests": best.tests,
+                "solution": best.solution,
+                "verdict": best.verdict.status,
+                "pass_rate": best.verdict.pass_rate,
+                "translation": stats,
+            },
+        )
 
-    def metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
-        """Per target language: rows, kept rows, completions surviving each step, drop reasons."""
+    def result_metrics(self, result: ray.data.Dataset) -> dict[str, Any]:
+        """Per target language: rows, kept rows, completions surviving each step, drop reasons
+        (`metrics` adds the stage-result cache's hits)."""
         stats = [r["translation"] for r in finished_rows(result, ["translation"]) if r["translation"]]
         if not stats:
             return {}
