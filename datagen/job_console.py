@@ -58,6 +58,12 @@ FALSE_ALARMS = (
     # The job turns Ray Data's progress bars off on purpose: it draws its own, per stage.
     "Progress bars disabled",
     "Progress bars for operators disabled",
+    # Ray Data's high-memory detector flags every operator that uses more than the memory it
+    # requested, and stages request none: their concurrency is bounded by CPUs (check_actor_cpus),
+    # and a stage loading a tokenizer or a model (hundreds of MiB) is expected to.
+    "of memory per worker on average",
+    # The detector's trailer after any issue; the issue's own line (e.g. a hanging task) remains.
+    "To disable issue detection",
 )
 
 
