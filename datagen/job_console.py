@@ -69,7 +69,7 @@ FALSE_ALARMS = (
 
 class _DropFalseAlarms(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        message = " ".join(record.getMessage().split())  # Ray wraps some messages over lines
         return not any(alarm in message for alarm in FALSE_ALARMS)
 
 
