@@ -20,12 +20,13 @@ program against the first broken one as a preference pair.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
-from datagen.stages.base import BuildContext, Row, RowStage, StageSpec
+from datagen.stages.base import BuildContext, Row, RowStage, StageSpec, finished_rows
 from datagen.stages.registry import register_stage
 from datasets_registry.kinds import MESSAGES_TYPE
 
@@ -187,3 +188,21 @@ class RepairSelectStage(RowStage[RepairSelectStageSpec]):
                 "first_passed": bool(state.get("first_passed")),
             },  # fmt: skip
         }
+
+    def metrics(self, result: Any) -> dict[str, Any]:
+        """Rows, those whose first attempt already passed, trajectories repaired (by the number
+        of fix rounds they took; each is an SFT row and a pair) and those left failing."""
+        rounds: Counter[int] = Counter()
+        rows = first_passed = unrepaired = 0
+        for row in finished_rows(result, ["scores"]):
+            rows += 1
+            scores = row["scores"]
+            if scores["first_passed"]:
+                first_passed += 1
+            elif scores["repaired"]:
+                rounds[scores["repair_rounds"]] += 1
+            else:
+                unrepaired += 1
+        return {"rows": rows, "first_passed": first_passed, "repaired": sum(rounds.values()),
+                "repaired_by_rounds": {str(k): v for k, v in sorted(rounds.items())},
+                "not_repaired": unrepaired}  # fmt: skip

@@ -119,3 +119,25 @@ def test_recipe_unrolls_rounds_and_its_columns_check(tmp_path: Path, tiny_model:
     stages = build_stages(loaded, ModelStore(tmp_path / "models"))
     available = check_columns(stages, ["prompt", "language", "tests", "id"], "p.yaml")
     assert {"messages", "chosen", "rejected", "repair_state_2"} <= set(available)
+
+
+def test_select_metrics_count_first_passes_repairs_by_round_and_failures(ray_local: None) -> None:
+    import ray.data
+
+    from datagen.stages.base import ERROR_COLUMN
+
+    def row(first: bool, repaired: bool, rounds: int, error: str | None = None) -> dict:
+        scores = {"repair_rounds": rounds, "repaired": repaired, "first_passed": first}
+        return {"scores": scores, ERROR_COLUMN: error}
+
+    rows = [row(True, False, 0), row(False, True, 1), row(False, True, 2), row(False, True, 2),
+            row(False, False, 2), row(False, True, 1, error="execute: sandbox error")]  # fmt: skip
+    select = RepairSelectStage(RepairSelectStageSpec(type="repair_select"))
+    # The failed row is a dead letter: not counted.
+    assert select.metrics(ray.data.from_items(rows)) == {
+        "rows": 5,
+        "first_passed": 1,
+        "repaired": 3,
+        "repaired_by_rounds": {"1": 1, "2": 2},
+        "not_repaired": 1,
+    }
