@@ -15,7 +15,7 @@ Times are whole jobs (`JobReport.wall_s`: the plan, the actor's start and its sa
 materialising, registering). Prints the medians and their ratio, checks that both re-runs
 register the same verdicts, and writes a JSON result. Run it under the heavy lock:
 
-    flock /tmp/assay-heavy.lock .venv/bin/python benchmarks/stage_cache_rerun.py --programs 100
+    .venv/bin/python benchmarks/stage_cache_rerun.py --programs 100
 """
 
 from __future__ import annotations
