@@ -24,8 +24,9 @@ import numpy as np
 import polars as pl
 
 from datasets_registry.columns import LanceVersion, read_column
-from datasets_registry.digests import DigestCache, VersionDigest, row_hashes
+from datasets_registry.digests import DigestCache
 from datasets_registry.errors import RegistryError
+from datasets_registry.row_digest import VersionDigest, row_hashes
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Fragment digests stored beside the data, written when a version is committed.
 
 A Lance data file never changes once written, so the digest of a fragment's data file
-(`datasets_registry.digests.Digest`) is computed once, when the registry commits the version
+(`datasets_registry.row_digest.Digest`) is computed once, when the registry commits the version
 that adds it, and stored as one Arrow IPC file under `<dataset>.lance/_assay_digests/`, a folder
 Lance neither reads nor cleans up (on a local disk and on an object store alike). A reader that
 has never seen a version (a freshly started viewer, `assay data diff`) then loads its fragments'
@@ -242,9 +242,10 @@ def _write(filesystem: pafs.FileSystem, path: str, table: pa.Table) -> None:
         filesystem.move(target, path)
 
 
-def store(uri: str, version: int, written: Iterable[lance.FragmentMetadata]) -> int:
-    """Compute and store the digests of the fragments of `version` that `written` (the
-    fragments a commit just added) names, read back from Lance exactly as a reader reads them.
+def store(dataset: lance.LanceDataset, written: Iterable[lance.FragmentMetadata]) -> int:
+    """Compute and store the digests of the fragments of `dataset` (a version just committed)
+    that `written` (the fragments the commit added) names, read back from Lance exactly as a
+    reader reads them.
 
     Never raises: a digest that cannot be written is logged (once for the call) and skipped,
     and readers compute it from content. A dataset without an `id` column gets none (a diff
@@ -256,11 +257,10 @@ def store(uri: str, version: int, written: Iterable[lance.FragmentMetadata]) -> 
     stored = 0
     try:
         paths = {fragment.files[0].path for fragment in written if fragment.files}
-        dataset = lance.dataset(uri, version=version)
         schema = dataset.schema
         if not paths or "id" not in schema.names:
             return 0
-        filesystem, root = _filesystem(uri)
+        filesystem, root = _filesystem(dataset.uri)
         if isinstance(filesystem, pafs.LocalFileSystem):  # an object store needs no folders
             filesystem.create_dir(f"{root}/{DIGEST_DIR}", recursive=True)
         for fragment in dataset.get_fragments():
@@ -277,8 +277,8 @@ def store(uri: str, version: int, written: Iterable[lance.FragmentMetadata]) -> 
     except Exception as err:  # noqa: BLE001 - digests only speed diffs up; the write stands
         logger.warning(
             "could not store the digests of %s version %d (%d stored); diffs will read its content: %s",
-            uri,
-            version,
+            dataset.uri,
+            dataset.version,
             stored,
             err,
         )
@@ -292,23 +292,18 @@ def remove_orphans(uri: str) -> list[str]:
     The digests are listed before the data files: a digest is written after its data file, so
     one listed here whose data file is missing from the later listing is an orphan.
     """
-    filesystem, root = _filesystem(uri)
-    folder = f"{root}/{DIGEST_DIR}"
-    digests = [
-        info
-        for info in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-        if info.type == pafs.FileType.File
-    ]
+    digests = stored_names(uri)
     if not digests:
         return []
+    filesystem, root = _filesystem(uri)
     data = filesystem.get_file_info(pafs.FileSelector(f"{root}/data", allow_not_found=True))
     present = {_stem(info.base_name) for info in data}
     removed = []
-    for info in digests:
-        if _stem(info.base_name) not in present:
+    for name in sorted(digests):
+        if _stem(name) not in present:
             try:
-                filesystem.delete_file(info.path)
+                filesystem.delete_file(f"{root}/{DIGEST_DIR}/{name}")
             except FileNotFoundError:  # another gc removed it
                 pass
-            removed.append(info.base_name)
+            removed.append(name)
     return removed

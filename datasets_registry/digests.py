@@ -29,30 +29,7 @@ from collections.abc import Hashable
 import lance
 
 from datasets_registry import digest_files
-from datasets_registry.row_digest import (
-    HASH_SEED,
-    ID_SEED,
-    ColumnDigest,
-    Digest,
-    VersionDigest,
-    as_series,
-    digest_rows,
-    index_digest,
-    join_digests,
-    row_hashes,
-)
-
-__all__ = [
-    "HASH_SEED",
-    "ID_SEED",
-    "ColumnDigest",
-    "Digest",
-    "DigestCache",
-    "VersionDigest",
-    "as_series",
-    "digest_rows",
-    "row_hashes",
-]
+from datasets_registry.row_digest import Digest, VersionDigest, digest_rows, index_digest, join_digests
 
 
 def _fragment_key(uri: str, shape: tuple[tuple[str, str], ...], fragment: lance.LanceFragment) -> Hashable:
@@ -120,10 +97,6 @@ class DigestCache:
         fragments = dataset.get_fragments()
         keys = [_fragment_key(dataset.uri, shape, f) for f in fragments]
         return fragments, keys, ("version", dataset.uri, shape, tuple(keys))
-
-    def has_version(self, dataset: lance.LanceDataset) -> bool:
-        """Whether the digest of this version is kept (so a diff of it reads no content)."""
-        return self._get(self._keys(dataset)[2]) is not None
 
     def ready(self, dataset: lance.LanceDataset) -> bool:
         """Whether the digest of this version comes without reading content: it is kept, or

@@ -323,10 +323,10 @@ class Registry:
         else:
             schema, fragments = storage.write_ray_fragments(data, uri, kind, name, mode)
         version = storage.commit(uri, schema, fragments, mode)
-        num_rows = lance.dataset(uri, version=version).count_rows()
-        self.catalog.append(name, version, kind, num_rows, lineage)
+        committed = lance.dataset(uri, version=version)
+        self.catalog.append(name, version, kind, committed.count_rows(), lineage)
         if self.write_digests:  # never fails the write: a digest not stored is computed later
-            digest_files.store(uri, version, fragments)
+            digest_files.store(committed, fragments)
         # Not `open`: the version of a job that has not committed yet is hidden from readers.
         (info,) = [i for i in self.catalog.rows(name, include_hidden=True) if i.version == version]
         return DatasetVersion(uri, info)

@@ -25,8 +25,9 @@ from datasets_registry.diff import (
     _match,
     diff_versions,
 )
-from datasets_registry.digests import Digest, DigestCache, VersionDigest
+from datasets_registry.digests import DigestCache
 from datasets_registry.kinds import MESSAGES_TYPE
+from datasets_registry.row_digest import Digest, VersionDigest
 
 SEED = 0x5EED
 
