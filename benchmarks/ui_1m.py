@@ -164,6 +164,21 @@ def median_ms(base: str, runs: int, path: str, must_contain: bytes, **params: An
     return statistics.median(times) * 1000
 
 
+def fresh_diff_ms(root: str, models: str, runs: int, page: str, first: str | None = None) -> float:
+    """Median ms of the v1 -> v2 diff page served whole by a newly started server per run
+    (after a request of `first`, when given)."""
+    times = []
+    for _ in range(runs):
+        with Server(root, models, diff_cache=0) as server:
+            if first is not None:
+                get(server.base, first)
+            seconds, status, body = get(server.base, page + "/diff", old=1, new=2)
+            if status != 200 or b'id="diff-changed"' not in body or b"data-src" in body:
+                raise SystemExit(f"fresh server, diff page: status {status}, {body[:300]!r}")
+            times.append(seconds)
+    return statistics.median(times) * 1000
+
+
 class Server:
     """The viewer in a child process (uvicorn, one worker) on a free port, for a `with` block."""
 
@@ -287,24 +302,10 @@ def main() -> None:
             )
             rss_cold = peak_rss_mib(server.pid)
         # Digests stored at commit. A fresh server per run; its first request is the diff page.
-        fresh = []
-        for _ in range(args.runs):
-            with Server(registry.root, models, diff_cache=0) as server:
-                seconds, status, body = get(server.base, page + "/diff", old=1, new=2)
-                if status != 200 or b'id="diff-changed"' not in body or b"data-src" in body:
-                    raise SystemExit(f"fresh server, diff page: status {status}, {body[:300]!r}")
-                fresh.append(seconds)
-        figures["diff_page_fresh_stored"] = statistics.median(fresh) * 1000
+        figures["diff_page_fresh_stored"] = fresh_diff_ms(registry.root, models, args.runs, page)
         # The same, after the dataset page (where the diff link is): its first diff, not its first page.
-        fresh = []
-        for _ in range(args.runs):
-            with Server(registry.root, models, diff_cache=0) as server:
-                get(server.base, page)
-                seconds, status, body = get(server.base, page + "/diff", old=1, new=2)
-                if status != 200 or b'id="diff-changed"' not in body or b"data-src" in body:
-                    raise SystemExit(f"fresh server, diff page: status {status}, {body[:300]!r}")
-                fresh.append(seconds)
-        figures["diff_page_fresh_after_page"] = statistics.median(fresh) * 1000
+        after_page = fresh_diff_ms(registry.root, models, args.runs, page, first=page)
+        figures["diff_page_fresh_after_page"] = after_page
         # Nothing kept in memory: every request loads both versions' stored digests again.
         with Server(registry.root, models, diff_cache=0, digest_rows=0) as server:
             figures["diff_full_stored"] = median_ms(
