@@ -16,6 +16,7 @@ from pathlib import Path
 import lance
 import psutil
 import yaml
+from execute_jobs import table_rows
 from timing import bound
 from tiny_models import build_tiny_causal_lm
 
@@ -116,10 +117,7 @@ def write_spec(tmp_path: Path, generate: dict, rows: int, outputs: list[dict] | 
 
 
 def cached_rows(registry_root: Path) -> int:
-    try:
-        return lance.dataset(cache_uri(Registry(registry_root))).count_rows()
-    except (FileNotFoundError, ValueError):
-        return 0
+    return table_rows(cache_uri(Registry(registry_root)))
 
 
 def test_a_killed_job_rerun_generates_only_unfinished_rows(

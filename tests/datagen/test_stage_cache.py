@@ -3,16 +3,15 @@ run finished before, its dataset equals an uninterrupted run, a cached value giv
 verdict columns exactly, failures and timed-out runs are never cached, --no-cache runs
 everything, changed tests or limits or code are other keys, and renamed read columns are not."""
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import resources
-import yaml
+from execute_jobs import table_rows, without_wall_time, write_execute_pipeline
 
-from datagen.job import prepare_job, run_job
+from datagen.job import cache_uri, prepare_job, run_job
 from datagen.spec import load_spec
 from datagen.stage_cache import (
     StageCacheUser,
@@ -20,6 +19,7 @@ from datagen.stage_cache import (
     Uncached,
     process_with_cache,
     result_inputs,
+    stage_results_uri,
 )
 from datagen.stages.base import ERROR_COLUMN, ERROR_COLUMNS, BuildContext, process_table
 from datagen.stages.score import ScoreStage, ScoreStageSpec
@@ -150,25 +150,9 @@ def execute_spec(
     sandbox: dict = {"backend": "docker", "pool_size": 2}
     if wall_timeout_s is not None:
         sandbox["limits"] = {"wall_timeout_s": wall_timeout_s}
-    (tmp_path / "programs.jsonl").write_text("\n".join(json.dumps(p) for p in problems))
-    spec = {
-        "name": "cached-execute",
-        "source": {"path": "programs.jsonl"} | ({"limit": limit} if limit else {}),
-        "stages": [
-            {
-                "type": "execute",
-                "name": "execute",
-                "program": "solution",
-                "extract": False,
-                "batch_size": 4,
-                "sandbox": sandbox,
-            },
-        ],  # fmt: skip
-        "outputs": [{"dataset": "programs", "kind": "generic"}],
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_execute_pipeline(
+        tmp_path, problems, name="cached-execute", output="programs", sandbox=sandbox, limit=limit
+    )
 
 
 def run_spec(path: Path, registry: Registry, *, use_cache: bool = True):  # noqa: ANN201 - a JobReport
@@ -181,15 +165,9 @@ def registered_rows(registry: Registry, report) -> dict[str, dict]:  # noqa: ANN
     return {row["id"]: row for row in registry.open(output.ref).to_arrow().to_pylist()}
 
 
-def without_wall_time(row: dict) -> dict:
-    return row | {"verdict_details": row["verdict_details"] | {"wall_s": None}}
-
-
 def stored_results(registry: Registry) -> int:
     """Rows the registry's stage-result cache holds."""
-    import lance
-
-    return lance.dataset(str(Path(registry.root) / "_cache" / "stage_results.lance")).count_rows()
+    return table_rows(stage_results_uri(cache_uri(registry)))
 
 
 @pytest.mark.docker

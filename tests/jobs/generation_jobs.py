@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import lance
 import psutil
 import yaml
+from execute_jobs import table_rows
 
 from datagen.job import cache_uri
 from datasets_registry import Registry
@@ -59,10 +59,7 @@ def generate_spec(folder: Path, model: Path, rows: int, *, name: str = "resumabl
 
 def cached_calls(registry: Path) -> int:
     """Generate calls finished and stored in the registry's LLM-call cache so far."""
-    try:
-        return lance.dataset(cache_uri(Registry(registry))).count_rows()
-    except (FileNotFoundError, ValueError):
-        return 0
+    return table_rows(cache_uri(Registry(registry)))
 
 
 def start_worker(registry: Path, *extra: str) -> subprocess.Popen[str]:

@@ -2,14 +2,12 @@
 executes only the programs it had not finished: the others come from the stage-result cache,
 and the registered dataset equals an uninterrupted run's."""
 
-import json
 import os
 import signal
 from pathlib import Path
 
-import lance
 import pytest
-import yaml
+from execute_jobs import table_rows, without_wall_time, write_execute_pipeline
 from generation_jobs import assay, descendants, start_worker, wait_gone, wait_until
 
 from datagen.job import cache_uri, prepare_job, run_job
@@ -30,43 +28,21 @@ def execute_spec(folder: Path) -> Path:
          "solution": f"import time\ntime.sleep(0.3)\ndef add(a, b):\n    return a + b + {k % 3} + 0 * {k}\n"}
         for k in range(ROWS)
     ]  # fmt: skip
-    (folder / "programs.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
-    spec = {
-        "name": "resumable-execute",
-        "source": {"path": "programs.jsonl"},
-        "stages": [
-            {
-                "type": "execute",
-                "name": "execute",
-                "program": "solution",
-                "extract": False,
-                "batch_size": 4,
-                "sandbox": {"backend": "docker", "pool_size": 2},
-            },
-        ],  # fmt: skip
-        "outputs": [{"dataset": "resumable-execute-out", "kind": "generic"}],
-        "ray": {"num_cpus": 2},
-    }
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return write_execute_pipeline(
+        folder, rows, name="resumable-execute", output="resumable-execute-out",
+        sandbox={"backend": "docker", "pool_size": 2}, ray={"num_cpus": 2},
+    )  # fmt: skip
 
 
 def stored_results(registry: Path) -> int:
     """Rows the registry's stage-result cache holds so far."""
-    try:
-        return lance.dataset(stage_results_uri(cache_uri(Registry(registry)))).count_rows()
-    except (FileNotFoundError, ValueError):
-        return 0
+    return table_rows(stage_results_uri(cache_uri(Registry(registry))))
 
 
 def comparable(registry: Registry, ref: str) -> list[dict]:
     """The registered rows, by id, without each program's wall time (a run measures its own)."""
     rows = registry.open(ref).to_arrow().to_pylist()
-    return sorted(
-        (row | {"verdict_details": row["verdict_details"] | {"wall_s": None}} for row in rows),
-        key=lambda row: row["id"],
-    )
+    return sorted((without_wall_time(row) for row in rows), key=lambda row: row["id"])
 
 
 # Slow: a worker's job process starts a Ray and a sandbox twice, and the spec runs once more
