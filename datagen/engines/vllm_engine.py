@@ -17,11 +17,13 @@ letters and the accounting of the other engines unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,9 @@ CHUNKED_PREFILL_ON_CPU = (
     "chunked prefill cannot run with seeded samples on CPU: vLLM rewinds a discarded sample's "
     "generator with set_offset, which a CPU generator does not have (docs/pipelines.md)"
 )
+
+# vLLM's engine process imports the processor by this name (it needs vllm, so only actors load it).
+NUCLEUS_PROCESSOR = "datagen.engines.vllm_nucleus:NucleusLogitsProcessor"
 
 
 def on_cpu(config: VLLMEngineConfig) -> bool:
@@ -103,6 +108,35 @@ def hf_folder(model: ResolvedModel) -> Path:
     return folder
 
 
+def cpu_environment(config: VLLMEngineConfig) -> dict[str, str]:
+    """Environment variables vLLM reads as it starts a CPU replica.
+
+    The engine core runs in the replica's own process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), and
+    with it vLLM's worker: every request of a `generate` call is then queued before the first
+    step, so which sequences share a step never depends on when they arrived (with the engine
+    core in its own process a step could start before the last ones had); the engine starts in
+    2-8 s instead of 22 s; and the worker runs the replica's torch threads instead of vLLM's
+    binding, which on x86 kept one core of each NUMA node for the engine core, half of a 2-core
+    machine (docs/performance.md, "Demo speed, part 3").
+    """
+    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if on_cpu(config) else {}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def engine_kwargs(config: VLLMEngineConfig, folder: Path) -> dict[str, Any]:
     """The keyword arguments for `vllm.LLM` that a config asks for."""
     kwargs: dict[str, Any] = {
@@ -118,6 +152,9 @@ def engine_kwargs(config: VLLMEngineConfig, folder: Path) -> dict[str, Any]:
         kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gb * GIB)
     if on_cpu(config):
         kwargs["enable_chunked_prefill"] = False  # see CHUNKED_PREFILL_ON_CPU
+        # Top-p by our processor, not the CPU sampler's full-vocabulary sort
+        # (datagen/engines/vllm_nucleus.py); on GPUs vLLM's own kernels do it.
+        kwargs["logits_processors"] = [NUCLEUS_PROCESSOR]
     return kwargs | config.vllm_args
 
 
@@ -134,7 +171,14 @@ class VLLMEngine:
 
         self.config = config
         self.model_id = model.ref
-        self.llm = LLM(**engine_kwargs(config, hf_folder(model)))
+        if on_cpu(config):
+            import torch
+
+            # The worker runs in this process (cpu_environment); vLLM's CPU worker then blocks
+            # torch.set_num_threads, so the threads are set before it starts.
+            torch.set_num_threads(config.torch_threads or max(1, math.ceil(config.num_cpus)))
+        with environment(cpu_environment(config)):  # read while LLM() starts the engine
+            self.llm = LLM(**engine_kwargs(config, hf_folder(model)))
         self.tokenizer = self.llm.get_tokenizer()
         if self.tokenizer.chat_template is None:
             raise ValueError(f"model {model.ref!r} has no chat template in its tokenizer")
@@ -179,9 +223,9 @@ class VLLMEngine:
             SamplingParams(
                 n=1,
                 temperature=temperature,
-                top_p=sampling.top_p if temperature > 0 else 1.0,
                 max_tokens=sampling.max_tokens,
                 seed=sampling.seed + k,
+                **self._top_p(sampling.top_p if temperature > 0 else 1.0),
             )
             for k, temperature in enumerate(temperatures)
         ]
@@ -196,6 +240,14 @@ class VLLMEngine:
             [self._completion(outputs[row * n + k], temperatures[k]) for k in range(n)]
             for row in range(len(conversations))
         ]
+
+    def _top_p(self, top_p: float) -> dict[str, Any]:
+        """SamplingParams fields for a nucleus mass: on CPU for our processor, vLLM's top_p 1."""
+        if top_p >= 1.0 or not on_cpu(self.config):
+            return {"top_p": top_p}
+        from datagen.engines.vllm_nucleus import TOP_P_ARG
+
+        return {"top_p": 1.0, "extra_args": {TOP_P_ARG: top_p}}
 
     def _completion(self, output: Any, temperature: float) -> Completion:
         sample = output.outputs[0]

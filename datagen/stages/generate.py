@@ -112,12 +112,12 @@ class Teacher:
         if isinstance(self.engine, OpenAIEngineConfig):
             return f"openai:{self.engine.base_url}#{self.engine.model}"
         assert self.model is not None
-        # vllm samples differently from hf with the same seed: their cached calls must differ.
-        return (
-            f"vllm:{self.model.identity}"
-            if isinstance(self.engine, VLLMEngineConfig)
-            else self.model.identity
-        )
+        # vllm samples differently from hf with the same seed, and bfloat16 weights differently
+        # from float32 ones: their cached calls must differ.
+        identity = self.model.identity
+        if self.engine.dtype != "float32":
+            identity = f"{identity}:{self.engine.dtype}"
+        return f"vllm:{identity}" if isinstance(self.engine, VLLMEngineConfig) else identity
 
 
 def create_engine(teacher: Teacher) -> Engine:

@@ -241,3 +241,29 @@ def test_pipeline_with_an_openai_teacher(tmp_path: Path, ray_local: None, monkey
         monkeypatch.setenv("ASSAY_TEST_KEY", "sk-secret-123")
         with pytest.raises(AssayError, match="served-model"):
             prepare_job(bad_model, registry, ModelStore(tmp_path / "m"))
+
+
+def test_bfloat16_weights_have_their_own_cache_identity(tiny_model: Path, tmp_path: Path) -> None:
+    """bfloat16 weights sample other completions than float32 ones from the same seed, so
+    their calls must never share a cache key (float32 keeps the identity it always had)."""
+    from datagen.cache import call_key
+    from datagen.engines.config import HFEngineConfig, SamplingConfig, VLLMEngineConfig
+    from datagen.stages.generate import Teacher
+
+    model = ModelStore(tmp_path / "models").resolve(str(tiny_model))
+    engines = {
+        "hf": HFEngineConfig(model=str(tiny_model)),
+        "hf-bf16": HFEngineConfig(model=str(tiny_model), dtype="bfloat16"),
+        "vllm": VLLMEngineConfig(backend="vllm", model=str(tiny_model)),
+        "vllm-bf16": VLLMEngineConfig(backend="vllm", model=str(tiny_model), dtype="bfloat16"),
+    }
+    identities = {name: Teacher(name, engine, model, None).identity for name, engine in engines.items()}
+    assert identities == {
+        "hf": model.identity,
+        "hf-bf16": f"{model.identity}:bfloat16",
+        "vllm": f"vllm:{model.identity}",
+        "vllm-bf16": f"vllm:{model.identity}:bfloat16",
+    }
+    conversation = [{"role": "user", "content": "hi"}]
+    keys = {call_key(identity, conversation, SamplingConfig()) for identity in identities.values()}
+    assert len(keys) == 4

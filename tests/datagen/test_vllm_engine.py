@@ -18,6 +18,7 @@ from assay.errors import AssayError
 from datagen.engines.config import (
     HFEngineConfig,
     OpenAIEngineConfig,
+    SamplingConfig,
     VLLMEngineConfig,
     parse_engine_config,
 )
@@ -51,6 +52,8 @@ PROMPTS = [
         ({"backend": "tgi"}, "does not match any of the expected tags: 'hf', 'vllm', 'openai'"),
         ({"backend": "vllm", "max_model_len": 128, "max_prompt_tokens": 128}, "must be below max_model_len"),
         ({"backend": "vllm", "vllm_args": {"model": "other", "seed": 3}}, "may not set model, seed"),
+        ({"backend": "vllm", "num_gpus": 1, "torch_threads": 2}, "torch_threads applies to CPU replicas"),
+        ({"backend": "vllm", "vllm_args": {"logits_processors": []}}, "may not set logits_processors"),
     ],
 )
 def test_bad_vllm_fields_are_refused(fields: dict, message: str) -> None:
@@ -150,7 +153,14 @@ def write_pipeline(tmp_path: Path, model: Path, rows: list[dict], seed: int) -> 
                 "name": "generate",
                 "engine": engine | {"max_prompt_tokens": 64, "kv_cache_gb": 0.25},
                 # Same temperature twice: the two samples differ only by their seeds (seed, seed+1).
-                "sampling": {"n": 2, "temperature": 1.0, "max_tokens": MAX_TOKENS, "seed": seed},
+                # top_p < 1 runs the engine's nucleus processor inside vLLM's engine process.
+                "sampling": {
+                    "n": 2,
+                    "temperature": 1.0,
+                    "top_p": 0.9,
+                    "max_tokens": MAX_TOKENS,
+                    "seed": seed,
+                },
             },
         ],
         "outputs": [{"dataset": "tiny-vllm-out", "kind": "generic"}],
@@ -158,6 +168,56 @@ def write_pipeline(tmp_path: Path, model: Path, rows: list[dict], seed: int) -> 
     path = tmp_path / f"pipeline-{seed}.yaml"
     path.write_text(yaml.safe_dump(spec, allow_unicode=True))
     return path
+
+
+@pytest.mark.vllm
+def test_top_p_by_the_engines_processor_draws_what_vllms_own_top_p_draws(
+    tmp_path: Path, vllm_tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine hands top-p to its logits processor (no full-vocabulary sort) and vLLM top_p
+    1.0: every seeded sample must be the one vLLM's own top-p draws. Also: vLLM's worker runs
+    in this process with `torch_threads` threads, and the engine leaves the environment as it
+    was."""
+    import torch
+    from vllm import SamplingParams
+
+    from datagen.engines.vllm_engine import VLLMEngine
+
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    # vLLM's CPU worker, here in this process, replaces torch.set_num_threads and sets
+    # environment variables (LD_PRELOAD, VLLM_DIST_IDENT, ...) that would reach the processes of
+    # later tests (a Ray cluster started after it hangs): all are put back after.
+    set_num_threads, threads_before = torch.set_num_threads, torch.get_num_threads()
+    monkeypatch.setattr(torch, "set_num_threads", set_num_threads)
+    environment_before = dict(os.environ)
+    monkeypatch.setenv("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # collective_rpc with a function
+    threads = 1  # torch's own default here is every CPU (2 in CI)
+    config = VLLMEngineConfig(
+        backend="vllm", model=str(vllm_tiny_model), max_model_len=128, kv_cache_gb=0.25, torch_threads=threads
+    )
+    engine = VLLMEngine(config, ModelStore(tmp_path / "models").resolve(str(vllm_tiny_model)))
+    try:
+        assert engine.llm.collective_rpc(lambda _: torch.get_num_threads()) == [threads]
+        assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
+        conversations = [[{"role": "user", "content": prompt}] for prompt in PROMPTS]
+        # A greedy sample in the batch: rows without a nucleus beside rows with one.
+        sampling = SamplingConfig(n=4, temperature=[0.7, 1.0, 1.3, 0.0], top_p=0.8, max_tokens=16, seed=5)
+        ours = [c.text for row in engine.generate(conversations, sampling) for c in row]
+        params = [
+            SamplingParams(temperature=t, top_p=0.8 if t > 0 else 1.0, max_tokens=16, seed=5 + k)
+            for k, t in enumerate(sampling.temperatures())
+        ]
+        requests = [{"prompt_token_ids": engine.encode(c)} for c in conversations for _ in params]
+        outputs = engine.llm.generate(requests, [p for _ in conversations for p in params], use_tqdm=False)
+        assert ours == [output.outputs[0].text.strip() for output in outputs]
+        # The nucleus changes what is drawn here, so the equality above is not vacuous.
+        wide = engine.generate(conversations, sampling.model_copy(update={"top_p": 1.0}))
+        assert [c.text for row in wide for c in row] != ours
+    finally:
+        engine.llm.llm_engine.engine_core.shutdown()
+        set_num_threads(threads_before)
+        os.environ.clear()
+        os.environ.update(environment_before)
 
 
 @pytest.mark.vllm
@@ -261,8 +321,9 @@ def test_demo_spec_runs_on_vllm_as_on_hf(tmp_path: Path, registry: Registry, ray
     reports = {}
     for backend in ("vllm", "hf"):
         overrides = [f"stages.1.engine.model={model}", f"name=demo-{backend}"]
-        if backend == "vllm":  # the demo's engine fields that vllm does not have
-            overrides += [f"stages.1.engine={{backend: vllm, model: {model}, batch_size: 25}}"]
+        if backend == "vllm":  # the engine `make demo` sets
+            engine = f"backend: vllm, model: {model}, batch_size: 25, torch_threads: 2"
+            overrides += [f"stages.1.engine={{{engine}}}"]
         loaded = load_spec(ROOT / "examples" / "best_of_n_ifeval.yaml", overrides)
         reports[backend] = run_job(
             prepare_job(loaded, registry, store, use_cache=False), registry, log=lambda _: None
