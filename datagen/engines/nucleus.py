@@ -79,7 +79,7 @@ def mask_outside_nucleus(logits: Any, top_p: Any) -> Any:
 
     A token is kept when its probability is at least that of the least likely token of its
     row's nucleus, so tokens tied with it at the edge are all kept (a sort keeps an arbitrary
-    subset of them; the kept mass may then exceed p by the tied tokens'). Ties are rare in float32
+    subset of them; the kept mass then exceeds p by theirs). Ties are rare in float32
     logits and common in bfloat16 ones.
 
     Args:

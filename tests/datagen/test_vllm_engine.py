@@ -7,6 +7,8 @@ with 2 heads; the suite's default tiny model (hidden 32, head size 16) fails to 
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,6 @@ from assay.errors import AssayError
 from datagen.engines.config import (
     HFEngineConfig,
     OpenAIEngineConfig,
-    SamplingConfig,
     VLLMEngineConfig,
     parse_engine_config,
 )
@@ -172,52 +173,34 @@ def write_pipeline(tmp_path: Path, model: Path, rows: list[dict], seed: int) -> 
 
 @pytest.mark.vllm
 def test_top_p_by_the_engines_processor_draws_what_vllms_own_top_p_draws(
-    tmp_path: Path, vllm_tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, vllm_tiny_model: Path
 ) -> None:
     """The engine hands top-p to its logits processor (no full-vocabulary sort) and vLLM top_p
     1.0: every seeded sample must be the one vLLM's own top-p draws. Also: vLLM's worker runs
-    in this process with `torch_threads` threads, and the engine leaves the environment as it
-    was."""
-    import torch
-    from vllm import SamplingParams
-
-    from datagen.engines.vllm_engine import VLLMEngine
-
-    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
-    # vLLM's CPU worker, here in this process, replaces torch.set_num_threads and sets
-    # environment variables (LD_PRELOAD, VLLM_DIST_IDENT, ...) that would reach the processes of
-    # later tests (a Ray cluster started after it hangs): all are put back after.
-    set_num_threads, threads_before = torch.set_num_threads, torch.get_num_threads()
-    monkeypatch.setattr(torch, "set_num_threads", set_num_threads)
-    environment_before = dict(os.environ)
-    monkeypatch.setenv("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # collective_rpc with a function
-    threads = 1  # torch's own default here is every CPU (2 in CI)
-    config = VLLMEngineConfig(
-        backend="vllm", model=str(vllm_tiny_model), max_model_len=128, kv_cache_gb=0.25, torch_threads=threads
+    `torch_threads` threads (torch's default there would be every CPU), and the engine leaves
+    the environment as it was. In a fresh process (tests/vllm_processor_check.py says why)."""
+    env = {key: value for key, value in os.environ.items() if key != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "vllm_processor_check.py"),
+            str(vllm_tiny_model),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
-    engine = VLLMEngine(config, ModelStore(tmp_path / "models").resolve(str(vllm_tiny_model)))
-    try:
-        assert engine.llm.collective_rpc(lambda _: torch.get_num_threads()) == [threads]
-        assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
-        conversations = [[{"role": "user", "content": prompt}] for prompt in PROMPTS]
-        # A greedy sample in the batch: rows without a nucleus beside rows with one.
-        sampling = SamplingConfig(n=4, temperature=[0.7, 1.0, 1.3, 0.0], top_p=0.8, max_tokens=16, seed=5)
-        ours = [c.text for row in engine.generate(conversations, sampling) for c in row]
-        params = [
-            SamplingParams(temperature=t, top_p=0.8 if t > 0 else 1.0, max_tokens=16, seed=5 + k)
-            for k, t in enumerate(sampling.temperatures())
-        ]
-        requests = [{"prompt_token_ids": engine.encode(c)} for c in conversations for _ in params]
-        outputs = engine.llm.generate(requests, [p for _ in conversations for p in params], use_tqdm=False)
-        assert ours == [output.outputs[0].text.strip() for output in outputs]
-        # The nucleus changes what is drawn here, so the equality above is not vacuous.
-        wide = engine.generate(conversations, sampling.model_copy(update={"top_p": 1.0}))
-        assert [c.text for row in wide for c in row] != ours
-    finally:
-        engine.llm.llm_engine.engine_core.shutdown()
-        set_num_threads(threads_before)
-        os.environ.clear()
-        os.environ.update(environment_before)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    assert result["worker_threads"] == [1]
+    assert result["multiprocessing_env_left"] is False
+    assert result["ours"] == result["vllm_top_p"]
+    # The nucleus changes what is drawn here, so the equality above is not vacuous.
+    assert result["top_p_1"] != result["ours"]
 
 
 @pytest.mark.vllm
