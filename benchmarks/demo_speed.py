@@ -20,6 +20,7 @@ shared lock; `--limit` cuts the prompts (the demo has 50):
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,19 @@ ASSAY = Path(sys.executable).parent / "assay"
 def vllm_demo_engine(model: str, batch_size: int, dtype: str) -> dict[str, Any]:
     """The demo's generate engine on vllm, as the Makefile's `demo` target sets it."""
     return {"backend": "vllm", "model": model, "batch_size": batch_size, "torch_threads": 2, "dtype": dtype}
+
+
+def hf_demo_engine(model: str, batch_size: int) -> Any:
+    """The demo's own `hf` engine (its batch size, 2 torch threads), loaded from the model store."""
+    from datagen.engines.hf import HFEngine
+
+    resolved = ModelStore(model_store_dir()).resolve(model)
+    return HFEngine(HFEngineConfig(model=model, batch_size=batch_size, torch_threads=2), resolved)
+
+
+def texts_digest(texts: Iterable[str]) -> str:
+    """A short digest of completion texts in order: seeded runs that draw the same texts match."""
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
 
 
 def engine_overrides(backend: str, model: str, batch_size: int, dtype: str) -> list[str]:
@@ -77,14 +92,13 @@ def demo_batches(limit: int | None, model: str) -> tuple[list[list[list[dict]]],
 
 def raw_engine(backend: str, model: str, batches: list, sampling: Any, batch_size: int, dtype: str) -> dict:
     """Load one engine, then generate the demo's batches one after another."""
-    from datagen.engines.hf import HFEngine
     from datagen.engines.vllm_engine import VLLMEngine
 
-    resolved = ModelStore(model_store_dir()).resolve(model)
     started = time.perf_counter()
     if backend == "hf":
-        engine: Any = HFEngine(HFEngineConfig(model=model, batch_size=batch_size, torch_threads=2), resolved)
+        engine: Any = hf_demo_engine(model, batch_size)
     else:
+        resolved = ModelStore(model_store_dir()).resolve(model)
         engine = VLLMEngine(VLLMEngineConfig(**vllm_demo_engine(model, batch_size, dtype)), resolved)
     start_s = time.perf_counter() - started
     tokens = completions = 0

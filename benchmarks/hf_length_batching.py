@@ -22,13 +22,11 @@ import platform
 import time
 from typing import Any
 
-from demo_speed import demo_batches
+from demo_speed import demo_batches, hf_demo_engine
 from results_io import add_output_args, write_result
 
-from assay.settings import model_store_dir
-from datagen.engines.config import HFEngineConfig, SamplingConfig
+from datagen.engines.config import SamplingConfig
 from datagen.engines.hf import HFEngine
-from model_store import ModelStore
 
 
 def static_generate(engine: HFEngine, conversations: list, sampling: SamplingConfig) -> tuple[int, int]:
@@ -80,8 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     batches, sampling, batch_size = demo_batches(args.limit, args.model)
-    resolved = ModelStore(model_store_dir()).resolve(args.model)
-    engine = HFEngine(HFEngineConfig(model=args.model, batch_size=batch_size, torch_threads=2), resolved)
+    engine = hf_demo_engine(args.model, batch_size)
     load = os.getloadavg()[0]
 
     def before() -> tuple[int, int]:

@@ -17,20 +17,16 @@ the same completions (they should: same seeds, same nucleus). Writes a JSON resu
 """
 
 import argparse
-import hashlib
 import os
 import platform
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from demo_speed import demo_batches
+from demo_speed import demo_batches, hf_demo_engine, texts_digest
 from results_io import add_output_args, write_result
 
-from assay.settings import model_store_dir
 from datagen.engines import hf
-from datagen.engines.config import HFEngineConfig
-from model_store import ModelStore
 
 
 def full_sort_sample(logits: Any, temperatures: Any, generators: Sequence[Any], top_p: float) -> Any:
@@ -60,12 +56,11 @@ def timed(label: str, engine: hf.HFEngine, batches: list, sampling: Any) -> dict
     completions = [c for batch in batches for row in engine.generate(batch, sampling) for c in row]
     seconds = time.perf_counter() - started
     tokens = sum(c.completion_tokens for c in completions)
-    texts = "\x00".join(c.text for c in completions)
     result = {
         "tokens": tokens,
         "seconds": round(seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1),
-        "texts_sha256": hashlib.sha256(texts.encode()).hexdigest()[:16],
+        "texts_sha256": texts_digest(c.text for c in completions),
     }
     print(f"{label}: {result}", flush=True)
     return result
@@ -79,8 +74,7 @@ def main() -> None:
     args = parser.parse_args()
 
     batches, sampling, batch_size = demo_batches(args.limit, args.model)
-    resolved = ModelStore(model_store_dir()).resolve(args.model)
-    engine = hf.HFEngine(HFEngineConfig(model=args.model, batch_size=batch_size, torch_threads=2), resolved)
+    engine = hf_demo_engine(args.model, batch_size)
     load = os.getloadavg()[0]
     nucleus_sample = hf.sample_tokens
     hf.sample_tokens = full_sort_sample  # decode() looks the sampler up in its module

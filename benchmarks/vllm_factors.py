@@ -17,13 +17,12 @@ nucleus draw the same texts); writes JSON.
 
 import argparse
 import gc
-import hashlib
 import os
 import platform
 import time
 from typing import Any
 
-from demo_speed import demo_batches
+from demo_speed import demo_batches, texts_digest
 from hf_batching import PROMPTS
 from results_io import add_output_args, write_result
 
@@ -89,9 +88,8 @@ def run_setting(llm: Any, prompts: dict[str, list[list[int]]], factors: dict, ma
     outputs = llm.generate(requests, [p for _ in ids for p in params], use_tqdm=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    texts = "\x00".join(o.outputs[0].text for o in outputs)
     return {
-        "texts_sha256": hashlib.sha256(texts.encode()).hexdigest()[:16],
+        "texts_sha256": texts_digest(o.outputs[0].text for o in outputs),
         "requests": len(requests),
         "prompt_tokens_mean": round(sum(len(p) for p in ids) / len(ids), 1),
         "tokens": tokens,

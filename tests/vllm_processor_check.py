@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-PROMPTS = [
+PROMPTS = [  # also the prompts of the vllm pipeline test
     "Write a short story about a lighthouse keeper.",
     "Écris un poème sur la mer.",
     "Escribe una receta sencilla.",

@@ -4,6 +4,7 @@ Each backend has only the fields it reads, so a field of another backend is an u
 fails like any typo. `EngineConfig` is the annotated union that YAML-facing models use.
 """
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
@@ -151,6 +152,12 @@ class OpenAIEngineConfig(_EngineConfigBase):
     requests_per_second: float | None = Field(None, gt=0, description="Rate limit per replica.")
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one request.")
     max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx, timeouts, connection errors.")
+
+
+def replica_threads(config: HFEngineConfig | VLLMEngineConfig) -> int:
+    """Torch threads of a local replica: `torch_threads`, else the CPUs Ray reserves for it
+    (`num_cpus`, rounded up)."""
+    return config.torch_threads or max(1, math.ceil(config.num_cpus))
 
 
 def _backend(value: Any) -> str:

@@ -10,12 +10,11 @@ docs/performance.md, "Length-aware batching for the `hf` engine").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from datagen.engines.base import Completion, PromptTooLongError
-from datagen.engines.config import HFEngineConfig, SamplingConfig
+from datagen.engines.config import HFEngineConfig, SamplingConfig, replica_threads
 from datagen.engines.nucleus import sample_from_probs
 from model_store import ResolvedModel
 
@@ -29,9 +28,8 @@ class HFEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        # Default to the CPUs Ray reserved for this replica, not the whole node.
-        threads = config.torch_threads or max(1, math.ceil(config.num_cpus))
-        torch.set_num_threads(threads)
+        # The CPUs Ray reserved for this replica by default, not the whole node.
+        torch.set_num_threads(replica_threads(config))
         self.config = config
         self.model_id = model.ref
         self.tokenizer = AutoTokenizer.from_pretrained(model.path, **model.load_kwargs())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import math
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,12 @@ from typing import Any
 from assay.errors import AssayError
 from assay.settings import assay_home
 from datagen.engines.base import Completion, PromptTooLongError
-from datagen.engines.config import DEFAULT_MAX_PROMPT_TOKENS, SamplingConfig, VLLMEngineConfig
+from datagen.engines.config import (
+    DEFAULT_MAX_PROMPT_TOKENS,
+    SamplingConfig,
+    VLLMEngineConfig,
+    replica_threads,
+)
 from model_store import ResolvedModel, convert_gguf, fingerprint
 
 Conversation = Sequence[dict[str, str]]
@@ -176,7 +180,7 @@ class VLLMEngine:
 
             # The worker runs in this process (cpu_environment); vLLM's CPU worker then blocks
             # torch.set_num_threads, so the threads are set before it starts.
-            torch.set_num_threads(config.torch_threads or max(1, math.ceil(config.num_cpus)))
+            torch.set_num_threads(replica_threads(config))
         with environment(cpu_environment(config)):  # read while LLM() starts the engine
             self.llm = LLM(**engine_kwargs(config, hf_folder(model)))
         self.tokenizer = self.llm.get_tokenizer()

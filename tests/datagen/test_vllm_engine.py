@@ -15,6 +15,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from tiny_models import build_tiny_causal_lm
+from vllm_processor_check import PROMPTS
 
 from assay.errors import AssayError
 from datagen.engines.config import (
@@ -33,12 +34,6 @@ MAX_TOKENS = 8
 ROOT = Path(__file__).resolve().parents[2]
 # The user's model store, read before the suite points ASSAY_HOME at a temporary folder.
 USER_MODELS = Path(os.environ.get("ASSAY_HOME", "~/.cache/assay")).expanduser() / "models"
-PROMPTS = [
-    "Write a short story about a lighthouse keeper.",
-    "Écris un poème sur la mer.",
-    "Escribe una receta sencilla.",
-    "Schreibe eine kurze E-Mail.",
-]
 
 
 @pytest.mark.parametrize(
